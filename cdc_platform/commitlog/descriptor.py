@@ -70,8 +70,12 @@ def parse_segment_name(name: str) -> SegmentName:
     if m:
         return SegmentName(int(m.group(1)), int(m.group(2)))
     if LEGACY_SEGMENT_NAME.match(base):
-        raise DescriptorError(f"segment name {base!r} is a pre-1.2.5 legacy name; it cannot be read", path=name)
-    raise DescriptorError(f"{base!r} is not a commit log segment name (CommitLog-<version>-<id>.log)", path=name)
+        raise DescriptorError(
+            f"segment name {base!r} is a pre-1.2.5 legacy name; it cannot be read", path=name
+        )
+    raise DescriptorError(
+        f"{base!r} is not a commit log segment name (CommitLog-<version>-<id>.log)", path=name
+    )
 
 
 def parse_cdc_index_name(name: str) -> SegmentName:
@@ -79,7 +83,9 @@ def parse_cdc_index_name(name: str) -> SegmentName:
     base = Path(name).name
     m = CDC_INDEX_NAME.match(base)
     if not m:
-        raise DescriptorError(f"{base!r} is not a CDC index name (CommitLog-<version>-<id>_cdc.idx)", path=name)
+        raise DescriptorError(
+            f"{base!r} is not a CDC index name (CommitLog-<version>-<id>_cdc.idx)", path=name
+        )
     return SegmentName(int(m.group(1)), int(m.group(2)))
 
 
@@ -191,7 +197,9 @@ def read_descriptor(data: bytes | memoryview, *, path: str | None = None) -> Des
     compression = None
     if params.get("compressionClass"):
         cparams = params.get("compressionParameters") or {}
-        compression = Compression(str(params["compressionClass"]), {str(k): str(v) for k, v in cparams.items()})
+        compression = Compression(
+            str(params["compressionClass"]), {str(k): str(v) for k, v in cparams.items()}
+        )
     encryption = None
     if params.get("encCipher") or params.get("encKeyAlias"):
         iv_hex = params.get("encIV")

@@ -46,7 +46,7 @@ class RawKeyProvider:
     def __init__(self, keys: bytes | Mapping[str, bytes]) -> None:
         self._single = keys if isinstance(keys, bytes) else None
         self._keys = {} if isinstance(keys, bytes) else {k.lower(): v for k, v in keys.items()}
-        for k in ([self._single] if self._single is not None else list(self._keys.values())):
+        for k in [self._single] if self._single is not None else list(self._keys.values()):
             if len(k) not in (16, 24, 32):
                 raise ValueError(f"an AES key is 16, 24 or 32 bytes, not {len(k)}")
 
@@ -153,7 +153,9 @@ def key_provider_from_env(
 
 def _check_cipher(cipher: str) -> None:
     if cipher.upper() not in SUPPORTED_CIPHERS:
-        raise ValueError(f"cipher {cipher!r} is not supported (only AES/CBC/PKCS5Padding, Cassandra's default)")
+        raise ValueError(
+            f"cipher {cipher!r} is not supported (only AES/CBC/PKCS5Padding, Cassandra's default)"
+        )
 
 
 def decrypt_section(payload: bytes, key: bytes, iv: bytes, cipher: str) -> bytes:
@@ -198,7 +200,11 @@ def decrypt_section(payload: bytes, key: bytes, iv: bytes, cipher: str) -> bytes
 
 
 def encrypt_section(
-    plaintext: bytes, key: bytes, iv: bytes, cipher: str = "AES/CBC/PKCS5Padding", chunk_length: int = DEFAULT_CHUNK_LENGTH
+    plaintext: bytes,
+    key: bytes,
+    iv: bytes,
+    cipher: str = "AES/CBC/PKCS5Padding",
+    chunk_length: int = DEFAULT_CHUNK_LENGTH,
 ) -> bytes:
     """Compresses and encrypts section content the way ``EncryptedSegment.write`` does."""
     _check_cipher(cipher)

@@ -290,19 +290,19 @@ class MutationDecoder:
                     )
                 values, pos = _clustering(d, pos, size, cfixed)
                 first, pos = st.deletion(d, pos)
+                found = [first]
                 if kind.is_boundary:
                     second, pos = st.deletion(d, pos)
-                    deletions: tuple[DeletionTime, ...] = (first, second)
-                else:
-                    deletions = (first,)
-                unfiltereds.append(
-                    RangeTombstoneMarker(kind, values, tuple(x for x in deletions if x is not None))
-                )
-                if len(unfiltereds[-1].deletions) != len(deletions):
+                    found.append(second)
+                deletions = tuple(x for x in found if x is not None)
+                if len(deletions) != len(found):
                     raise MutationDecodeError("range tombstone marker carries a live deletion time")
+                unfiltereds.append(RangeTombstoneMarker(kind, values, deletions))
             else:
                 if ext & EXT_IS_STATIC:
-                    raise MutationDecodeError(f"row flags {uflags:#04x}/{ext:#04x} mark a static row in the body")
+                    raise MutationDecodeError(
+                        f"row flags {uflags:#04x}/{ext:#04x} mark a static row in the body"
+                    )
                 clustering, pos = _clustering(d, pos, n_clust, cfixed) if n_clust else ((), pos)
                 row, pos = self._row_body(d, pos, uflags, ext, clustering, regulars, st)
                 if not row.is_empty:  # rows holding only dropped-column data vanish, as in Cassandra
@@ -515,8 +515,10 @@ def _cell(
     if flags & CELL_HAS_EMPTY_VALUE:
         value = b""
     else:
-        size = cc.fixed
-        if size is None:
+        fixed = cc.fixed
+        if fixed is not None:
+            size = fixed
+        else:
             b = d[pos]
             if b < 0x80:
                 size = b

@@ -132,8 +132,10 @@ class SegmentReader:
                 exc.segment_id = name.segment_id
                 exc.args = (exc._render(),)
             raise
-        if check_name and name is not None and (
-            name.segment_id != self.descriptor.segment_id or name.version != self.descriptor.version
+        if (
+            check_name
+            and name is not None
+            and (name.segment_id != self.descriptor.segment_id or name.version != self.descriptor.version)
         ):
             raise SegmentIdMismatchError(
                 f"file name says version {name.version} id {name.segment_id}, the header says version "
@@ -210,7 +212,9 @@ class SegmentReader:
             if not (compressed or encrypted):
                 content = data[pos + SYNC_MARKER_SIZE : file_end]
                 is_last = truncated or self._marker_is_end(end)
-                yield Section(index, pos, file_end, pos + SYNC_MARKER_SIZE, file_end, content, is_last, truncated)
+                yield Section(
+                    index, pos, file_end, pos + SYNC_MARKER_SIZE, file_end, content, is_last, truncated
+                )
                 if truncated:
                     return
                 pos = end
@@ -249,7 +253,9 @@ class SegmentReader:
             except DecompressionError as exc:
                 if truncated:
                     return
-                raise self._error(CorruptSegmentError, f"section cannot be decompressed: {exc}", pos) from None
+                raise self._error(
+                    CorruptSegmentError, f"section cannot be decompressed: {exc}", pos
+                ) from None
             except ValueError as exc:
                 raise self._error(CorruptSegmentError, str(exc), pos) from None
             yield Section(index, pos, file_end, logical_start, logical_end, content, is_last, truncated)
@@ -315,8 +321,11 @@ class SegmentReader:
                 payload = data[p + 8 : p + 8 + size]
                 if crc32(payload, size_crc) != unpack_u32(data, p + 8 + size)[0]:
                     yield Damage(
-                        "payload_crc", position, f"entry of {size} bytes fails its payload CRC; skipped",
-                        location, payload,
+                        "payload_crc",
+                        position,
+                        f"entry of {size} bytes fails its payload CRC; skipped",
+                        location,
+                        payload,
                     )
                 else:
                     yield Frame(position, location, payload, section.index)
@@ -433,14 +442,18 @@ class SegmentDecoder:
                 if capture is not None and count == 1 and first not in capture and decoder.known(first):
                     report.not_captured += 1
                     report.last_entry_location = item.entry_location
-                    yield SkippedEntry(item.position, item.entry_location, "not_captured", _uuid_str(first), payload)
+                    yield SkippedEntry(
+                        item.position, item.entry_location, "not_captured", _uuid_str(first), payload
+                    )
                     continue
                 mutation = decoder.decode(payload)
             except UnknownTableError as exc:
                 tid = str(exc.table_id)
                 report.unknown_tables[tid] += 1
                 report.last_entry_location = item.entry_location
-                yield SkippedEntry(item.position, item.entry_location, "unknown_table", tid, payload, str(exc))
+                yield SkippedEntry(
+                    item.position, item.entry_location, "unknown_table", tid, payload, str(exc)
+                )
                 continue
             except MutationDecodeError as exc:
                 exc.path = str(self.reader.path)
@@ -453,7 +466,9 @@ class SegmentDecoder:
                 if not updates:
                     report.not_captured += 1
                     report.last_entry_location = item.entry_location
-                    yield SkippedEntry(item.position, item.entry_location, "not_captured", _uuid_str(first), payload)
+                    yield SkippedEntry(
+                        item.position, item.entry_location, "not_captured", _uuid_str(first), payload
+                    )
                     continue
                 if len(updates) != len(mutation.updates):
                     mutation = Mutation(updates)

@@ -10,11 +10,11 @@ from __future__ import annotations
 _MASK64 = (1 << 64) - 1
 
 # Number of extra bytes, indexed by the first byte.
-EXTRA_BYTES: tuple[int, ...] = tuple(
-    8 if b == 0xFF else (8 - (b ^ 0xFF).bit_length()) for b in range(256)
-)
+EXTRA_BYTES: tuple[int, ...] = tuple(8 if b == 0xFF else (8 - (b ^ 0xFF).bit_length()) for b in range(256))
 # Value bits carried by the first byte, indexed by the first byte.
-_FIRST_BITS: tuple[int, ...] = tuple(b & (0xFF >> EXTRA_BYTES[b]) if EXTRA_BYTES[b] < 8 else 0 for b in range(256))
+_FIRST_BITS: tuple[int, ...] = tuple(
+    b & (0xFF >> EXTRA_BYTES[b]) if EXTRA_BYTES[b] < 8 else 0 for b in range(256)
+)
 
 
 class VIntError(ValueError):

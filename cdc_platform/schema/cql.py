@@ -116,7 +116,9 @@ class _Parser:
     # -- token helpers ---------------------------------------------------------------------
 
     def error(self, message: str, tok: _Tok | None = None) -> SchemaParseError:
-        tok = tok or (self.toks[self.pos] if self.pos < len(self.toks) else (self.toks[-1] if self.toks else None))
+        tok = tok or (
+            self.toks[self.pos] if self.pos < len(self.toks) else (self.toks[-1] if self.toks else None)
+        )
         return SchemaParseError(message, tok.line if tok else None, self.source)
 
     def peek(self, offset: int = 0) -> _Tok | None:
@@ -195,7 +197,12 @@ class _Parser:
                 (tok.kind == "punct" and tok.text in stop) or (tok.kind == "ident" and tok.upper in stop)
             ):
                 break
-            if depth == 0 and parts and tok.kind in ("ident", "qident") and not parts[-1].endswith(("<", ",", ".")):
+            if (
+                depth == 0
+                and parts
+                and tok.kind in ("ident", "qident")
+                and not parts[-1].endswith(("<", ",", "."))
+            ):
                 # The next column definition starts (a missing comma, CASSANDRA-19747).
                 break
             if tok.text == "<":
@@ -206,7 +213,9 @@ class _Parser:
             if tok.text == ",":
                 parts[-1] = ", "
             self.pos += 1
-        return "".join(parts).replace(" >", ">").replace(" <", "<").replace(" ,", ",").replace(" .", ".").strip()
+        return (
+            "".join(parts).replace(" >", ">").replace(" <", "<").replace(" ,", ",").replace(" .", ".").strip()
+        )
 
     def value(self) -> str:
         """A literal option value, returned as text (maps keep their CQL form)."""
@@ -465,7 +474,9 @@ class _Parser:
             table = self.build_table(d)
             other = seen_ids.get(table.id)
             if other is not None:
-                raise SchemaParseError(f"tables {other} and {table.qualified_name} share id {table.id}", d.line, self.source)
+                raise SchemaParseError(
+                    f"tables {other} and {table.qualified_name} share id {table.id}", d.line, self.source
+                )
             seen_ids[table.id] = table.qualified_name
             schema.add_table(table)
         return schema
@@ -502,18 +513,30 @@ class _Parser:
         columns: list[Column] = []
         for i, pk in enumerate(d.partition_key):
             if pk not in listed:
-                raise SchemaParseError(f"{qualified}: primary key column {pk!r} is not declared", d.line, self.source)
+                raise SchemaParseError(
+                    f"{qualified}: primary key column {pk!r} is not declared", d.line, self.source
+                )
             columns.append(Column(pk, typed(listed[pk][1], listed[pk][3]), ColumnKind.PARTITION_KEY, i))
         for i, ck in enumerate(d.clustering):
             if ck not in listed:
-                raise SchemaParseError(f"{qualified}: clustering column {ck!r} is not declared", d.line, self.source)
+                raise SchemaParseError(
+                    f"{qualified}: clustering column {ck!r} is not declared", d.line, self.source
+                )
             columns.append(
-                Column(ck, typed(listed[ck][1], listed[ck][3]), ColumnKind.CLUSTERING, i, d.order.get(ck) == "DESC")
+                Column(
+                    ck,
+                    typed(listed[ck][1], listed[ck][3]),
+                    ColumnKind.CLUSTERING,
+                    i,
+                    d.order.get(ck) == "DESC",
+                )
             )
         unknown_order = set(d.order) - set(d.clustering)
         if unknown_order:
             raise SchemaParseError(
-                f"{qualified}: CLUSTERING ORDER names non-clustering columns {sorted(unknown_order)}", d.line, self.source
+                f"{qualified}: CLUSTERING ORDER names non-clustering columns {sorted(unknown_order)}",
+                d.line,
+                self.source,
             )
         keys = set(d.partition_key) | set(d.clustering)
         dropped: dict[str, DroppedColumn] = {}
@@ -528,11 +551,17 @@ class _Parser:
         for cname, micros in d.dropped.items():
             if cname not in dropped:
                 # 3.x snapshot style: the dropped type is not printed; cells of it cannot be decoded.
-                dropped[cname] = DroppedColumn(cname, NativeType("blob"), micros, ColumnKind.REGULAR, type_known=False)
+                dropped[cname] = DroppedColumn(
+                    cname, NativeType("blob"), micros, ColumnKind.REGULAR, type_known=False
+                )
         for cname, (ttext, static) in d.readded.items():
             if cname in (c.name for c in columns):
-                raise SchemaParseError(f"{qualified}: ALTER … ADD {cname} but the column exists", d.line, self.source)
-            columns.append(Column(cname, typed(ttext, d.line), ColumnKind.STATIC if static else ColumnKind.REGULAR))
+                raise SchemaParseError(
+                    f"{qualified}: ALTER … ADD {cname} but the column exists", d.line, self.source
+                )
+            columns.append(
+                Column(cname, typed(ttext, d.line), ColumnKind.STATIC if static else ColumnKind.REGULAR)
+            )
         try:
             return Table(d.keyspace, d.name, d.table_id, columns, dropped, dict(d.options))
         except ValueError as exc:
@@ -610,10 +639,14 @@ def table_to_cql(table: Table) -> str:
         suffix = " PRIMARY KEY" if single_pk else ""
         lines.append(f"    {quote_identifier(c.name)} {c.type.cql()}{suffix}")
     live = [c for c in table.columns if not c.is_primary_key and c.name not in table.dropped]
-    for c in _sorted_columns([c for c in live if c.is_static]) + _sorted_columns([c for c in live if not c.is_static]):
+    for c in _sorted_columns([c for c in live if c.is_static]) + _sorted_columns(
+        [c for c in live if not c.is_static]
+    ):
         lines.append(f"    {quote_identifier(c.name)} {c.type.cql()}{' static' if c.is_static else ''}")
     for d in table.dropped.values():
-        lines.append(f"    {quote_identifier(d.name)} {d.type.cql()}{' static' if d.kind is ColumnKind.STATIC else ''}")
+        lines.append(
+            f"    {quote_identifier(d.name)} {d.type.cql()}{' static' if d.kind is ColumnKind.STATIC else ''}"
+        )
     if not single_pk:
         pk = ", ".join(quote_identifier(c.name) for c in table.partition_key)
         if len(table.partition_key) > 1:
@@ -622,12 +655,12 @@ def table_to_cql(table: Table) -> str:
         lines.append(f"    PRIMARY KEY ({', '.join(parts)})")
     out = [f"CREATE TABLE {qn} (", ",\n".join(lines), f") WITH ID = {table.id}"]
     if table.clustering:
-        order = ", ".join(f"{quote_identifier(c.name)} {'DESC' if c.reversed else 'ASC'}" for c in table.clustering)
+        order = ", ".join(
+            f"{quote_identifier(c.name)} {'DESC' if c.reversed else 'ASC'}" for c in table.clustering
+        )
         out.append(f"    AND CLUSTERING ORDER BY ({order})")
     for key, value in sorted(table.options.items()):
-        if key in ("cdc",):
-            out.append(f"    AND {key} = {value}")
-        elif re.fullmatch(r"-?\d+(\.\d+)?", value) or value.startswith("{"):
+        if key in ("cdc",) or re.fullmatch(r"-?\d+(\.\d+)?", value) or value.startswith("{"):
             out.append(f"    AND {key} = {value}")
         else:
             out.append(f"    AND {key} = {_quote_string(value)}")
@@ -652,9 +685,12 @@ def schema_to_cql(schema: Schema) -> str:
         )
         for t in _udt_order(ks.types):
             fields = ",\n".join(
-                f"    {quote_identifier(n)} {ft.cql()}" for n, ft in zip(t.field_names, t.field_types, strict=True)
+                f"    {quote_identifier(n)} {ft.cql()}"
+                for n, ft in zip(t.field_names, t.field_types, strict=True)
             )
-            chunks.append(f"CREATE TYPE {quote_identifier(ks.name)}.{quote_identifier(t.name)} (\n{fields}\n);")
+            chunks.append(
+                f"CREATE TYPE {quote_identifier(ks.name)}.{quote_identifier(t.name)} (\n{fields}\n);"
+            )
         for table in sorted(ks.tables.values(), key=lambda t: t.name.lower()):
             chunks.append(table_to_cql(table))
     return "\n\n".join(chunks) + "\n"

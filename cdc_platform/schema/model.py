@@ -109,7 +109,9 @@ class Table:
 
     @cached_property
     def partition_key(self) -> list[Column]:
-        return sorted((c for c in self.columns if c.kind is ColumnKind.PARTITION_KEY), key=lambda c: c.position)
+        return sorted(
+            (c for c in self.columns if c.kind is ColumnKind.PARTITION_KEY), key=lambda c: c.position
+        )
 
     @cached_property
     def clustering(self) -> list[Column]:

@@ -120,16 +120,14 @@ def _shortest_float64(value: float) -> str:
 def _to_scientific(text: str) -> str:
     """Normalises Python's shortest ``repr`` of a double to ``d.ddde±x`` form."""
     if "e" in text or "E" in text:
-        mantissa, _, exp = text.lower().partition("e")
-        return f"{mantissa}e{int(exp)}"
+        mantissa, _, exp_text = text.lower().partition("e")
+        return f"{mantissa}e{int(exp_text)}"
     negative = text.startswith("-")
     text = text.lstrip("-")
     int_part, _, frac = text.partition(".")
     digits = (int_part + frac).lstrip("0")
-    if int_part.strip("0"):
-        exp = len(int_part.lstrip("0")) - 1
-    else:
-        exp = -(len(frac) - len(frac.lstrip("0")) + 1)
+    leading = len(int_part.lstrip("0"))
+    exp = leading - 1 if leading else -(len(frac) - len(frac.lstrip("0")) + 1)
     digits = digits or "0"
     return f"{'-' if negative else ''}{digits[0]}.{digits[1:] or '0'}e{exp}"
 
@@ -308,10 +306,15 @@ def renderer(cql_type: CqlType) -> Renderer:
     if isinstance(cql_type, TupleType):
         parts = [renderer(t) for t in cql_type.elements]
         return _empty_or(
-            lambda v: "[" + ", ".join("null" if x is None else r(x) for r, x in zip(parts, v, strict=False)) + "]"
+            lambda v: (
+                "[" + ", ".join("null" if x is None else r(x) for r, x in zip(parts, v, strict=False)) + "]"
+            )
         )
     if isinstance(cql_type, UserType):
-        fields = [(json_name(n), n, renderer(t)) for n, t in zip(cql_type.field_names, cql_type.field_types, strict=True)]
+        fields = [
+            (json_name(n), n, renderer(t))
+            for n, t in zip(cql_type.field_names, cql_type.field_types, strict=True)
+        ]
 
         def render_udt(v: Any) -> str:
             items = []

@@ -287,12 +287,7 @@ _UNQUOTED = re.compile(r"^[a-z][a-z0-9_]*$")
 
 # CQL reserved keywords (cannot be used unquoted). From Cassandra's ReservedKeywords.
 RESERVED_KEYWORDS = frozenset(
-    """
-    add allow alter and apply asc authorize batch begin by columnfamily create default delete desc describe
-    drop entries execute from full grant if in index infinity insert into is keyspace limit materialized
-    mbean mbeans modify nan norecursive not null of on or order primary rename replace revoke schema select
-    set table to token truncate unlogged unset update use using view where with
-    """.split()
+    ["add", "allow", "alter", "and", "apply", "asc", "authorize", "batch", "begin", "by", "columnfamily", "create", "default", "delete", "desc", "describe", "drop", "entries", "execute", "from", "full", "grant", "if", "in", "index", "infinity", "insert", "into", "is", "keyspace", "limit", "materialized", "mbean", "mbeans", "modify", "nan", "norecursive", "not", "null", "of", "on", "or", "order", "primary", "rename", "replace", "revoke", "schema", "select", "set", "table", "to", "token", "truncate", "unlogged", "unset", "update", "use", "using", "view", "where", "with"]
 )
 
 
@@ -311,7 +306,9 @@ class TypeParseError(ValueError):
     """A CQL type string could not be parsed."""
 
 
-_TOKEN = re.compile(r'\s*(?:(?P<q>"(?:[^"]|"")*")|(?P<s>\'(?:[^\']|\'\')*\')|(?P<w>[A-Za-z0-9_.$]+)|(?P<p>[<>,]))')
+_TOKEN = re.compile(
+    r'\s*(?:(?P<q>"(?:[^"]|"")*")|(?P<s>\'(?:[^\']|\'\')*\')|(?P<w>[A-Za-z0-9_.$]+)|(?P<p>[<>,]))'
+)
 
 
 def _tokens(text: str) -> list[str]:
@@ -362,7 +359,9 @@ def parse_type(
     def take(expected: str | None = None) -> str:
         nonlocal pos
         if pos >= len(tokens):
-            raise TypeParseError(f"type {text!r} ends early" + (f", expected {expected!r}" if expected else ""))
+            raise TypeParseError(
+                f"type {text!r} ends early" + (f", expected {expected!r}" if expected else "")
+            )
         tok = tokens[pos]
         if expected is not None and tok != expected:
             raise TypeParseError(f"expected {expected!r} but found {tok!r} in type {text!r}")
@@ -430,9 +429,7 @@ def parse_type(
     return result
 
 
-def _parse_marshal(
-    cls: str, user_types: Mapping[str, UserType] | None, keyspace: str
-) -> CqlType:
+def _parse_marshal(cls: str, user_types: Mapping[str, UserType] | None, keyspace: str) -> CqlType:
     """Parses Cassandra's internal marshal form (``org.apache.cassandra.db.marshal.X(...)``)."""
     text = cls.strip()
 

@@ -66,8 +66,14 @@ def test_resume_position_skips_consumed_entries(cassandra_3013_dir: Path) -> Non
     path = sorted(cassandra_3013_dir.glob("CommitLog-*.log"))[0]
     everything = [e for e in SegmentDecoder(path, schema) if isinstance(e, DecodedEntry)]
     middle = everything[len(everything) // 2]
-    rest = [e for e in SegmentDecoder(path, schema, start=middle.entry_location) if isinstance(e, DecodedEntry)]
-    assert [e.position for e in rest] == [e.position for e in everything if e.entry_location > middle.entry_location]
-    bounded = [e for e in SegmentDecoder(path, schema, end=middle.entry_location) if isinstance(e, DecodedEntry)]
+    rest = [
+        e for e in SegmentDecoder(path, schema, start=middle.entry_location) if isinstance(e, DecodedEntry)
+    ]
+    assert [e.position for e in rest] == [
+        e.position for e in everything if e.entry_location > middle.entry_location
+    ]
+    bounded = [
+        e for e in SegmentDecoder(path, schema, end=middle.entry_location) if isinstance(e, DecodedEntry)
+    ]
     assert bounded[-1].entry_location == middle.entry_location
     assert len(bounded) + len(rest) == len(everything)

@@ -1,0 +1,348 @@
+"""The ``cdc-platform`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cdc_platform.commitlog.cdc_index import CdcIndexError, cdc_index_path, read_cdc_index
+from cdc_platform.commitlog.descriptor import parse_segment_name
+from cdc_platform.commitlog.encryption import KeyProvider, KeyUnavailableError, key_provider_from_env
+from cdc_platform.commitlog.errors import CommitLogError
+from cdc_platform.commitlog.segment import Damage, DecodedEntry, SegmentDecoder, SegmentReader
+from cdc_platform.schema.cql import SchemaParseError, load_schema
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _key_provider(
+    keystore: str | None, password: str | None, password_file: str | None
+) -> KeyProvider | None:
+    try:
+        return key_provider_from_env(keystore, password=password, password_file=password_file)
+    except (KeyUnavailableError, OSError) as exc:
+        _fail(str(exc), 2)
+    return None
+
+
+def _segment_order(path: str) -> tuple[int, str]:
+    try:
+        return (parse_segment_name(Path(path).name).segment_id, path)
+    except CommitLogError:
+        return (0, path)
+
+
+@click.group()
+@click.version_option(package_name="cdc-platform")
+def main() -> None:
+    """Change-data-capture from Cassandra commit logs into PostgreSQL, TimescaleDB and ClickHouse."""
+
+
+@main.group()
+def segment() -> None:
+    """Read commit log segments."""
+
+
+_keystore_options = [
+    click.option(
+        "--keystore", type=click.Path(dir_okay=False), help="JCEKS keystore holding the segment key."
+    ),
+    click.option(
+        "--keystore-password",
+        help="Keystore password (prefer $CDC_KEYSTORE_PASSWORD or --keystore-password-file: "
+        "command-line arguments are visible to other users).",
+    ),
+    click.option(
+        "--keystore-password-file",
+        type=click.Path(dir_okay=False),
+        help="File holding the keystore password.",
+    ),
+]
+
+
+def _with_keystore(fn: Any) -> Any:
+    for option in reversed(_keystore_options):
+        fn = option(fn)
+    return fn
+
+
+@segment.command("decode")
+@click.option(
+    "--schema",
+    "schema_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Schema CQL (DESCRIBE KEYSPACE … WITH INTERNALS output).",
+)
+@_with_keystore
+@click.option(
+    "--table",
+    "tables",
+    multiple=True,
+    help="Only this keyspace.table (repeatable; default: all in the schema).",
+)
+@click.option(
+    "--start",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Resume position: skip entries whose position is at or before it.",
+)
+@click.option("--end", type=int, default=None, help="Stop at this logical position.")
+@click.option("--durable", is_flag=True, help="Stop at the durable offset of the segment's _cdc.idx.")
+@click.option("--node", default=None, help="Node name to record as provenance.")
+@click.argument("segments", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+def segment_decode(
+    schema_path: str,
+    keystore: str | None,
+    keystore_password: str | None,
+    keystore_password_file: str | None,
+    tables: tuple[str, ...],
+    start: int,
+    end: int | None,
+    durable: bool,
+    node: str | None,
+    segments: tuple[str, ...],
+) -> None:
+    """Print one JSON object per row-level change, in commit log order.
+
+    Values are rendered as Cassandra's toJson() renders them. "position" is the entry's
+    resume position (Cassandra's entryLocation); "entry_start" where the entry begins.
+    Entries of tables not in the schema are skipped and counted on stderr.
+    """
+    from cdc_platform.changes.records import change_to_json, changes_of_update
+
+    try:
+        schema = load_schema(schema_path)
+    except SchemaParseError as exc:
+        _fail(str(exc), 2)
+    try:
+        capture = {str(i) for i in schema.select(tables or None)}
+    except KeyError as exc:
+        _fail(str(exc.args[0]), 2)
+    keys = _key_provider(keystore, keystore_password, keystore_password_file)
+    out = sys.stdout
+    unknown: Counter[str] = Counter()
+    skipped_crc = 0
+    for path in sorted(segments, key=_segment_order):
+        seg_end = end
+        if durable:
+            try:
+                idx_path = cdc_index_path(path)
+                idx = read_cdc_index(idx_path) if idx_path else None
+            except (CdcIndexError, CommitLogError) as exc:
+                _fail(str(exc))
+            if idx is None:
+                click.echo(f"{path}: no _cdc.idx (or it is empty); nothing is durable yet", err=True)
+                continue
+            if not idx.completed:
+                seg_end = idx.offset if seg_end is None else min(seg_end, idx.offset)
+        try:
+            decoder = SegmentDecoder(
+                path, schema, capture=capture, start=start, end=seg_end, key_provider=keys
+            )
+            for item in decoder:
+                if not isinstance(item, DecodedEntry):
+                    continue
+                for update in item.mutation.updates:
+                    for change in changes_of_update(
+                        update,
+                        segment_id=decoder.report.segment_id,
+                        position=item.entry_location,
+                        entry_start=item.position,
+                        node=node,
+                    ):
+                        out.write(change_to_json(change, update.table))
+                        out.write("\n")
+        except CommitLogError as exc:
+            out.flush()
+            _fail(str(exc))
+        report = decoder.report
+        unknown.update(report.unknown_tables)
+        for damage in report.damaged:
+            if damage.kind == "payload_crc":
+                skipped_crc += 1
+            click.echo(f"{path}: {damage.kind} at position {damage.position}: {damage.message}", err=True)
+    for table_id, count in sorted(unknown.items()):
+        click.echo(f"skipped {count} entries of table id {table_id} (not in the schema)", err=True)
+    if skipped_crc:
+        click.echo(f"skipped {skipped_crc} entries failing their payload CRC", err=True)
+
+
+@segment.command("inspect")
+@_with_keystore
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
+@click.argument("segment_path", metavar="SEGMENT", type=click.Path(exists=True, dir_okay=False))
+def segment_inspect(
+    keystore: str | None,
+    keystore_password: str | None,
+    keystore_password_file: str | None,
+    as_json: bool,
+    segment_path: str,
+) -> None:
+    """Print the header, compression/encryption, sections, entry counts per table id, idx state and damage."""
+    import uuid
+
+    keys = _key_provider(keystore, keystore_password, keystore_password_file)
+    info: dict[str, Any] = {"file": segment_path}
+    error: str | None = None
+    try:
+        reader = SegmentReader(segment_path, key_provider=keys)
+    except CommitLogError as exc:
+        _fail(str(exc))
+    d = reader.descriptor
+    info.update(
+        version=d.version,
+        segment_id=d.segment_id,
+        messaging_version=d.messaging_version,
+        header_length=d.header_length,
+        file_length=len(reader.data),
+        parameters=d.parameters,
+        compression=d.compression.algorithm if d.compression and not d.encryption else None,
+        encryption=(
+            {"cipher": d.encryption.cipher, "key_alias": d.encryption.key_alias} if d.encryption else None
+        ),
+    )
+    sections: list[dict[str, Any]] = []
+    tables: Counter[str] = Counter()
+    damage: list[dict[str, Any]] = []
+    entries = 0
+    last = None
+    try:
+        for s in reader.sections():
+            sections.append(
+                {
+                    "index": s.index,
+                    "file_start": s.file_start,
+                    "file_end": s.file_end,
+                    "logical_start": s.logical_start,
+                    "logical_end": s.logical_end,
+                    "bytes": len(s.data),
+                    "truncated": s.truncated,
+                }
+            )
+        for item in reader.frames():
+            if isinstance(item, Damage):
+                damage.append({"kind": item.kind, "position": item.position, "message": item.message})
+                continue
+            entries += 1
+            last = item.entry_location
+            payload = item.payload
+            from cdc_platform.commitlog.vint import read_uvint
+
+            _, pos = read_uvint(payload, 0)
+            table_id = str(uuid.UUID(bytes=payload[pos : pos + 16])) if len(payload) >= pos + 16 else "?"
+            tables[table_id] += 1
+    except CommitLogError as exc:
+        error = str(exc)
+    info.update(
+        sections=sections,
+        entries=entries,
+        entries_per_table_id=dict(tables.most_common()),
+        last_entry_location=last,
+        damage=damage,
+        error=error,
+    )
+    idx_info: dict[str, Any] | None = None
+    try:
+        idx_path = cdc_index_path(segment_path)
+        if idx_path is not None:
+            idx = read_cdc_index(idx_path)
+            idx_info = {
+                "file": str(idx_path),
+                "offset": idx.offset if idx else None,
+                "completed": idx.completed if idx else None,
+            }
+    except (CdcIndexError, CommitLogError) as exc:
+        idx_info = {"error": str(exc)}
+    info["cdc_index"] = idx_info
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+    else:
+        click.echo(
+            f"segment {d.segment_id}  version {d.version} (messaging {d.messaging_version})  {segment_path}"
+        )
+        click.echo(
+            f"  header {d.header_length} bytes, file {len(reader.data)} bytes, parameters {json.dumps(d.parameters)}"
+        )
+        click.echo(
+            f"  compression: {info['compression'] or 'none'}   encryption: "
+            f"{(d.encryption.cipher + ' alias ' + d.encryption.key_alias) if d.encryption else 'none'}"
+        )
+        click.echo(f"  sections: {len(sections)}")
+        for sec in sections:
+            click.echo(
+                f"    #{sec['index']}: file [{sec['file_start']}, {sec['file_end']})  logical [{sec['logical_start']}, "
+                f"{sec['logical_end']})  {sec['bytes']} bytes{'  TRUNCATED' if sec['truncated'] else ''}"
+            )
+        click.echo(f"  entries: {entries}  last entry location: {last}")
+        for tid, n in tables.most_common():
+            click.echo(f"    table id {tid}: {n}")
+        if idx_info is None:
+            click.echo("  cdc index: none")
+        else:
+            click.echo(f"  cdc index: {idx_info}")
+        for dmg in damage:
+            click.echo(f"  damage: {dmg['kind']} at {dmg['position']}: {dmg['message']}")
+        if error:
+            click.echo(f"  error: {error}")
+    if error:
+        sys.exit(1)
+
+
+@main.group()
+def schema() -> None:
+    """Table schemas for decoding."""
+
+
+@schema.command("check")
+@click.argument("schema_path", metavar="SCHEMA", type=click.Path(exists=True, dir_okay=False))
+def schema_check(schema_path: str) -> None:
+    """Parse a schema file and list its tables with their ids."""
+    try:
+        parsed = load_schema(schema_path)
+    except SchemaParseError as exc:
+        _fail(str(exc), 2)
+    for table in parsed.tables:
+        dropped = f", {len(table.dropped)} dropped column(s)" if table.dropped else ""
+        click.echo(f"{table.qualified_name}  id {table.id}  {len(table.columns)} columns{dropped}")
+
+
+@schema.command("pull")
+@click.option(
+    "--host", "hosts", multiple=True, default=["127.0.0.1"], show_default=True, help="Contact point."
+)
+@click.option("--port", default=9042, show_default=True)
+@click.option("--keyspace", "keyspaces", multiple=True, required=True, help="Keyspace to fetch (repeatable).")
+@click.option("--username", envvar="CDC_CASSANDRA_USERNAME", default=None, help="Or $CDC_CASSANDRA_USERNAME.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default="-", show_default=True)
+def schema_pull(
+    hosts: tuple[str, ...], port: int, keyspaces: tuple[str, ...], username: str | None, output: str
+) -> None:
+    """Fetch keyspaces from system_schema and write them as DESCRIBE … WITH INTERNALS CQL.
+
+    The password comes from $CDC_CASSANDRA_PASSWORD.
+    """
+    from cdc_platform.schema.live import pull_schema
+
+    try:
+        text = pull_schema(list(hosts), port, list(keyspaces), username=username)
+    except Exception as exc:  # the driver raises many types; report them in one line
+        _fail(f"schema pull failed: {exc}")
+    if output == "-":
+        click.echo(text, nl=False)
+    else:
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+
+
+if __name__ == "__main__":
+    main()
