@@ -13,7 +13,7 @@ import enum
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from cdc_platform.commitlog.errors import MutationDecodeError
 from cdc_platform.commitlog.model import (
@@ -50,8 +50,7 @@ class ChangeKind(enum.StrEnum):
     RANGE_DELETE = "range_delete"
 
 
-@dataclass(frozen=True)
-class CellChange:
+class CellChange(NamedTuple):
     """One written cell, or a whole-collection deletion (``path is None`` on a multi-cell column).
 
     Attributes:
@@ -65,6 +64,7 @@ class CellChange:
             UDT field name.
         collection_deletion: the whole collection is deleted up to ``timestamp`` (written when
             a collection is overwritten or deleted).
+        counter_context: for counter cells, the raw CounterContext (``value`` is its total).
     """
 
     column: str
@@ -131,6 +131,13 @@ def _decode(cql_type: CqlType, raw: bytes) -> Any:
         return InvalidValue(raw, str(exc))
 
 
+def _decode_with(dec: Any, raw: bytes) -> Any:
+    try:
+        return dec(raw)
+    except ValueDecodeError as exc:
+        return InvalidValue(raw, str(exc))
+
+
 def _path_value(column_type: CqlType, path: bytes) -> Any:
     if isinstance(column_type, ListType):
         return (
@@ -176,15 +183,30 @@ def _cell_change(cell: Cell) -> CellChange:
         path = _path_value(ctype, cell.path)
         vtype = _element_type(ctype, cell.path)
     else:
-        vtype = ctype
+        if is_tombstone:
+            return CellChange(
+                column.name, None, cell.timestamp, cell.ttl or None, cell.local_deletion_time, True
+            )
+        value = _decode_with(column.decode, cell.value)
+        if column.is_counter:
+            context = cell.value
+        return CellChange(
+            column.name,
+            value,
+            cell.timestamp,
+            cell.ttl or None,
+            cell.local_deletion_time,
+            False,
+            None,
+            False,
+            context,
+        )
     if is_tombstone:
         value = None
     elif isinstance(vtype, NativeType) and vtype.name == "empty":
         value = None  # set elements: the element is the path
     else:
         value = _decode(vtype, cell.value)
-        if isinstance(vtype, NativeType) and vtype.name == "counter":
-            context = cell.value
     return CellChange(
         column=column.name,
         value=value,

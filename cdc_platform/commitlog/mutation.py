@@ -88,13 +88,16 @@ class _ColumnCodec:
 class _TableCodec:
     """Per-table lookups, built once per table."""
 
-    __slots__ = ("clustering_fixed", "columns", "n_clustering", "table")
+    __slots__ = ("clustering_fixed", "columns", "headers", "n_clustering", "table")
 
     def __init__(self, table: Table) -> None:
         self.table = table
         self.clustering_fixed = tuple(c.type.fixed_length for c in table.clustering)
         self.n_clustering = len(table.clustering)
         self.columns: dict[bytes, _ColumnCodec] = {}
+        # Recently seen serialization-header column lists (raw bytes → resolved columns):
+        # mutations of one table mostly repeat a few shapes.
+        self.headers: list[tuple[bytes, list[_ColumnCodec]]] = []
 
     def column(self, name: bytes) -> _ColumnCodec:
         codec = self.columns.get(name)
@@ -323,6 +326,10 @@ class MutationDecoder:
         )
 
     def _columns(self, d: bytes, pos: int, codec: _TableCodec) -> tuple[list[_ColumnCodec], int]:
+        for raw, cached in codec.headers:
+            if d.startswith(raw, pos):
+                return cached, pos + len(raw)
+        start = pos
         count, pos = read_uvint(d, pos)
         out = []
         for _ in range(count):
@@ -337,6 +344,8 @@ class MutationDecoder:
             out.append(codec.column(name))
         if pos > len(d):
             raise MutationDecodeError("serialization header is truncated")
+        codec.headers.insert(0, (d[start:pos], out))
+        del codec.headers[8:]
         return out, pos
 
     def _row_body(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
-from cdc_platform.schema.types import CqlType, UserType, quote_identifier
+from cdc_platform.schema.types import CqlType, NativeType, UserType, quote_identifier
 
 
 class ColumnKind(enum.Enum):
@@ -39,6 +40,17 @@ class Column:
     @cached_property
     def name_bytes(self) -> bytes:
         return self.name.encode("utf-8")
+
+    @cached_property
+    def decode(self) -> Callable[[bytes], Any]:
+        """Decoder of this column's serialized values (see :mod:`cdc_platform.schema.values`)."""
+        from cdc_platform.schema.values import decoder
+
+        return decoder(self.type)
+
+    @cached_property
+    def is_counter(self) -> bool:
+        return isinstance(self.type, NativeType) and self.type.name == "counter"
 
     @property
     def is_primary_key(self) -> bool:
