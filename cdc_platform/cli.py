@@ -288,8 +288,13 @@ def segment_inspect(
             click.echo(f"    table id {tid}: {n}")
         if idx_info is None:
             click.echo("  cdc index: none")
+        elif "error" in idx_info:
+            click.echo(f"  cdc index: {idx_info['error']}")
+        elif idx_info["offset"] is None:
+            click.echo(f"  cdc index: {idx_info['file']} (empty)")
         else:
-            click.echo(f"  cdc index: {idx_info}")
+            state = "COMPLETED" if idx_info["completed"] else "open"
+            click.echo(f"  cdc index: {idx_info['file']} durable offset {idx_info['offset']}, {state}")
         for dmg in damage:
             click.echo(f"  damage: {dmg['kind']} at {dmg['position']}: {dmg['message']}")
         if error:

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cdc_platform.changes.records import CellChange, ChangeKind, ClusteringBound, RowChange
+from cdc_platform.commitlog.writer import column_sort_key
 from cdc_platform.schema.model import Column, Table
 from cdc_platform.schema.render import format_inet
 from cdc_platform.schema.types import (
@@ -59,7 +60,10 @@ _NATIVE_ARROW: dict[str, pa.DataType] = {
     "timestamp": pa.timestamp("ms", tz="UTC"),
     "date": pa.date32(),
     "time": pa.time64("ns"),
-    "duration": pa.month_day_nano_interval(),
+    # Parquet has no month-day-nano interval: a struct of Cassandra's three fields.
+    "duration": pa.struct(
+        [pa.field("months", pa.int32()), pa.field("days", pa.int32()), pa.field("nanoseconds", pa.int64())]
+    ),
     "inet": pa.string(),
     "empty": pa.null(),
 }
@@ -107,7 +111,7 @@ def to_arrow(cql_type: CqlType) -> Converter:
         if name == "inet":
             return format_inet
         if name == "duration":
-            return lambda v: (v[0], v[1], v[2])
+            return lambda v: {"months": v[0], "days": v[1], "nanoseconds": v[2]}
         return _identity
     if isinstance(cql_type, (ListType, SetType, VectorType)):
         elem = to_arrow(cql_type.element)
@@ -142,7 +146,7 @@ def from_arrow(cql_type: CqlType) -> Converter:
         if name == "inet":
             return ipaddress.ip_address
         if name == "duration":
-            return lambda v: Duration(v.months, v.days, v.nanoseconds)
+            return lambda v: Duration(v["months"], v["days"], v["nanoseconds"])
         return _identity
     if isinstance(cql_type, (ListType, SetType, VectorType)):
         elem = from_arrow(cql_type.element)
@@ -316,12 +320,19 @@ def _path_text(path: Any) -> str | None:
     return str(path)
 
 
+EMPTY_REASON = "empty value"
+NOT_IN_TABLE_REASON = "cell of a column not in the table"
+
+
 def _raw_entry(cell: CellChange, cql_type: CqlType | None, reason: str) -> dict[str, Any]:
     value = cell.value
     if isinstance(value, InvalidValue):
         raw = value.raw
-        reason = f"{reason}: {value.reason}"
-    elif value is EMPTY or value is None:
+        reason = value.reason
+    elif value is EMPTY:
+        raw = b""
+        reason = EMPTY_REASON
+    elif value is None:
         raw = b""
     else:
         try:
@@ -502,6 +513,9 @@ class ChangeBatch:
         table = self.table
         data = self.data
         n = data.num_rows
+        # Cells in Cassandra's column order, as the decoder yields them.
+        value_columns = sorted(table.static + table.regular, key=column_sort_key)
+        known = {c.name for c in value_columns}
         cols: dict[str, list[Any]] = {}
         for f in data.schema:
             arr = data.column(f.name)
@@ -516,10 +530,13 @@ class ChangeBatch:
                 else {}
             )
             cells: list[CellChange] = []
-            for c in table.static + table.regular:
+            for c in value_columns:
                 v = cols[c.name][i]
                 if v is not None:
                     cells.extend(_cells_from(c, v))
+            raw = cols["_cdc_raw"][i]
+            if raw:
+                cells = _restore_raw(cells, raw, known)
             out.append(
                 RowChange(
                     kind,
@@ -549,6 +566,28 @@ class ChangeBatch:
     def read_parquet(cls, table: Table, path: str | Path) -> ChangeBatch:
         data = pq.read_table(str(path), schema=arrow_schema(table))
         return cls(table, data)
+
+
+def _restore_raw(cells: list[CellChange], raw: list[dict[str, Any]], known: set[str]) -> list[CellChange]:
+    """Puts values kept in ``_cdc_raw`` back on their cells (or as cells of unknown columns)."""
+    out = list(cells)
+    for entry in raw:
+        if entry["timestamp"] is None:
+            continue  # key and bound values: reported, not cells
+        value: Any = EMPTY if entry["reason"] == EMPTY_REASON else InvalidValue(entry["raw"], entry["reason"])
+        if entry["column"] not in known:
+            out.append(CellChange(entry["column"], value, entry["timestamp"]))
+            continue
+        for i, cell in enumerate(out):
+            if (
+                cell.column == entry["column"]
+                and _path_text(cell.path) == entry["path"]
+                and cell.value is None
+                and not cell.deleted
+            ):
+                out[i] = cell._replace(value=value)
+                break
+    return out
 
 
 def _from(t: CqlType, v: Any) -> Any:
