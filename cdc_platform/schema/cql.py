@@ -100,7 +100,7 @@ class _TableDraft:
     table_id: uuid.UUID | None = None
     options: dict[str, str] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)  # name → µs
-    readded: dict[str, tuple[str, bool]] = field(default_factory=dict)  # name → (type text, static)
+    readded: dict[str, tuple[str, bool, int]] = field(default_factory=dict)  # name → (type, static, line)
     compact: bool = False
 
 
@@ -112,6 +112,7 @@ class _Parser:
         self.keyspaces: dict[str, Keyspace] = {}
         self.tables: list[_TableDraft] = []
         self.current_keyspace: str | None = None
+        self.last_line = 0
 
     # -- token helpers ---------------------------------------------------------------------
 
@@ -186,36 +187,46 @@ class _Parser:
                 return
 
     def type_text(self, stop: set[str]) -> str:
-        """Collects the tokens of a type up to a stop word/punctuation at depth 0."""
-        parts: list[str] = []
+        """Collects the tokens of a type up to a stop word/punctuation at depth 0.
+
+        Stop words (``STATIC``, ``PRIMARY``, ``MASKED``, ``CHECK``) end the type only on the
+        type's own line: on a new line they are the name of the next column (DESCRIBE prints
+        one column per line, sometimes without the comma, CASSANDRA-19747).
+        """
+        toks: list[_Tok] = []
         depth = 0
         while True:
             tok = self.peek()
             if tok is None:
                 raise self.error("unexpected end inside a type")
-            if depth == 0 and (
-                (tok.kind == "punct" and tok.text in stop) or (tok.kind == "ident" and tok.upper in stop)
-            ):
+            if depth == 0 and tok.kind == "punct" and tok.text in stop:
                 break
-            if (
-                depth == 0
-                and parts
-                and tok.kind in ("ident", "qident")
-                and not parts[-1].endswith(("<", ",", "."))
-            ):
-                # The next column definition starts (a missing comma, CASSANDRA-19747).
-                break
+            if depth == 0 and toks:
+                if tok.kind == "ident" and tok.upper in stop and tok.line == toks[-1].line:
+                    break
+                if tok.kind in ("ident", "qident") and toks[-1].text not in ("<", ",", "."):
+                    break  # the next column definition starts (a missing comma)
             if tok.text == "<":
                 depth += 1
             elif tok.text == ">":
                 depth -= 1
-            parts.append(tok.text if tok.text in ("<", ">", ",", ".") else tok.text + " ")
-            if tok.text == ",":
-                parts[-1] = ", "
+            toks.append(tok)
             self.pos += 1
-        return (
-            "".join(parts).replace(" >", ">").replace(" <", "<").replace(" ,", ",").replace(" .", ".").strip()
-        )
+        self.last_line = toks[-1].line if toks else (self.peek() or _Tok("", "", 0)).line
+        out = ""
+        for tok in toks:
+            if tok.text == ",":
+                out += ", "
+            elif tok.text in ("<", ">", "."):
+                out += tok.text
+            else:
+                out += tok.text
+        return out
+
+    def at_clause(self, word: str) -> bool:
+        """``word`` starts a clause of the current column (same line as its type)."""
+        tok = self.peek()
+        return tok is not None and tok.upper == word and tok.line == self.last_line
 
     def value(self) -> str:
         """A literal option value, returned as text (maps keep their CQL form)."""
@@ -233,6 +244,24 @@ class _Parser:
             return " ".join(parts)
         if tok.kind == "string":
             return tok.text[1:-1].replace("''", "'")
+        return tok.text
+
+    def literal(self) -> str:
+        """A literal (option value) as CQL source text: strings keep their quotes, maps their form."""
+        tok = self.next()
+        if tok.kind == "punct" and tok.text == "{":
+            items: list[str] = []
+            if self.accept("}"):
+                return "{}"
+            while True:
+                k = self.literal()
+                self.expect(":")
+                items.append(f"{k}: {self.literal()}")
+                if self.accept("}"):
+                    return "{" + ", ".join(items) + "}"
+                self.expect(",")
+        if tok.kind == "punct" and tok.text == "-":
+            return "-" + self.next().text
         return tok.text
 
     # -- statements ------------------------------------------------------------------------
@@ -342,10 +371,10 @@ class _Parser:
                 cname = self.identifier()
                 ttext = self.type_text({",", ")", "STATIC", "PRIMARY", "MASKED", "CHECK"})
                 static = False
-                if self.at_word("STATIC"):
+                if self.at_clause("STATIC"):
                     self.next()
                     static = True
-                if self.at_word("PRIMARY", "KEY"):
+                if self.at_clause("PRIMARY") and self.at_word("PRIMARY", "KEY"):
                     self.pos += 2
                     draft.partition_key = [cname]
                 self.skip_column_extras()
@@ -365,7 +394,7 @@ class _Parser:
 
     def skip_column_extras(self) -> None:
         # 5.0 ``MASKED WITH fn(args)`` and trunk ``CHECK …`` do not matter for decoding.
-        while self.at_word("MASKED") or self.at_word("CHECK"):
+        while self.at_clause("MASKED") or self.at_clause("CHECK"):
             depth = 0
             while True:
                 tok = self.peek()
@@ -422,7 +451,7 @@ class _Parser:
             else:
                 key = self.identifier()
                 self.expect("=")
-                draft.options[key] = self.value()
+                draft.options[key] = self.literal()
             if not self.at_word("AND"):
                 return
             self.next()
@@ -455,11 +484,11 @@ class _Parser:
             cname = self.identifier()
             ttext = self.type_text({";", "STATIC", "MASKED", "CHECK"})
             static = False
-            if self.at_word("STATIC"):
+            if self.at_clause("STATIC"):
                 self.next()
                 static = True
             self.skip_column_extras()
-            draft.readded[cname] = (ttext, static)
+            draft.readded[cname] = (ttext, static, start.line)
         else:
             self.skip_statement()
             return
@@ -554,13 +583,13 @@ class _Parser:
                 dropped[cname] = DroppedColumn(
                     cname, NativeType("blob"), micros, ColumnKind.REGULAR, type_known=False
                 )
-        for cname, (ttext, static) in d.readded.items():
+        for cname, (ttext, static, line) in d.readded.items():
             if cname in (c.name for c in columns):
                 raise SchemaParseError(
-                    f"{qualified}: ALTER … ADD {cname} but the column exists", d.line, self.source
+                    f"{qualified}: ALTER … ADD {cname} but the column exists", line, self.source
                 )
             columns.append(
-                Column(cname, typed(ttext, d.line), ColumnKind.STATIC if static else ColumnKind.REGULAR)
+                Column(cname, typed(ttext, line), ColumnKind.STATIC if static else ColumnKind.REGULAR)
             )
         try:
             return Table(d.keyspace, d.name, d.table_id, columns, dropped, dict(d.options))
@@ -599,8 +628,16 @@ def _sorted_columns(columns: list[Column]) -> list[Column]:
     return sorted(columns, key=lambda c: (c.type.is_multicell, c.name_bytes))
 
 
-def _quote_string(value: str) -> str:
+def quote_string(value: str) -> str:
+    """A CQL string literal."""
     return "'" + value.replace("'", "''") + "'"
+
+
+def unquote_literal(literal: str) -> str:
+    """The text of a CQL string literal (other literals are returned unchanged)."""
+    if len(literal) >= 2 and literal[0] == literal[-1] == "'":
+        return literal[1:-1].replace("''", "'")
+    return literal
 
 
 def _udt_order(types: dict[str, UserType]) -> list[UserType]:
@@ -644,9 +681,10 @@ def table_to_cql(table: Table) -> str:
     ):
         lines.append(f"    {quote_identifier(c.name)} {c.type.cql()}{' static' if c.is_static else ''}")
     for d in table.dropped.values():
-        lines.append(
-            f"    {quote_identifier(d.name)} {d.type.cql()}{' static' if d.kind is ColumnKind.STATIC else ''}"
-        )
+        if d.type_known:  # 3.x snapshots record no type for a dropped column: print only its DROP line
+            lines.append(
+                f"    {quote_identifier(d.name)} {d.type.cql()}{' static' if d.kind is ColumnKind.STATIC else ''}"
+            )
     if not single_pk:
         pk = ", ".join(quote_identifier(c.name) for c in table.partition_key)
         if len(table.partition_key) > 1:
@@ -659,11 +697,8 @@ def table_to_cql(table: Table) -> str:
             f"{quote_identifier(c.name)} {'DESC' if c.reversed else 'ASC'}" for c in table.clustering
         )
         out.append(f"    AND CLUSTERING ORDER BY ({order})")
-    for key, value in sorted(table.options.items()):
-        if key in ("cdc",) or re.fullmatch(r"-?\d+(\.\d+)?", value) or value.startswith("{"):
-            out.append(f"    AND {key} = {value}")
-        else:
-            out.append(f"    AND {key} = {_quote_string(value)}")
+    for key, literal in sorted(table.options.items()):
+        out.append(f"    AND {key} = {literal}")
     text = "\n".join(out) + ";"
     current = {c.name: c for c in table.columns}
     for d in table.dropped.values():
@@ -678,7 +713,7 @@ def schema_to_cql(schema: Schema) -> str:
     """Prints a schema in the ``DESCRIBE KEYSPACE … WITH INTERNALS`` layout (parseable by :func:`parse_schema`)."""
     chunks: list[str] = []
     for ks in schema.keyspaces.values():
-        repl = ", ".join(f"{_quote_string(k)}: {_quote_string(v)}" for k, v in ks.replication.items())
+        repl = ", ".join(f"{quote_string(k)}: {quote_string(v)}" for k, v in ks.replication.items())
         chunks.append(
             f"CREATE KEYSPACE {quote_identifier(ks.name)} WITH replication = {{{repl}}}  "
             f"AND durable_writes = {'true' if ks.durable_writes else 'false'};"

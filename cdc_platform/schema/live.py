@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from cdc_platform.schema.cql import schema_to_cql
+from cdc_platform.schema.cql import quote_string, schema_to_cql
 from cdc_platform.schema.model import Column, ColumnKind, DroppedColumn, Keyspace, Schema, Table
 from cdc_platform.schema.types import UserType, parse_type
 
@@ -26,6 +27,7 @@ _KINDS = {
 }
 
 Row = Mapping[str, Any]
+_NAME = re.compile(r'"((?:[^"]|"")*)"|([A-Za-z_][A-Za-z0-9_]*)')
 
 
 def _millis(value: Any) -> int:
@@ -43,13 +45,20 @@ def _udt_order(rows: list[Row]) -> list[Row]:
     done: list[Row] = []
     seen: set[str] = set()
 
+    def names_in(type_text: str) -> set[str]:
+        found = set()
+        for m in _NAME.finditer(type_text):
+            quoted, bare = m.group(1), m.group(2)
+            found.add(quoted.replace('""', '"') if quoted is not None else bare.lower())
+        return found
+
     def visit(name: str) -> None:
         if name in seen:
             return
         seen.add(name)
         for ftype in by_name[name]["field_types"]:
-            for other in by_name:
-                if other != name and other in ftype:
+            for other in names_in(ftype):
+                if other != name and other in by_name:
                     visit(other)
         done.append(by_name[name])
 
@@ -116,7 +125,7 @@ def schema_from_rows(
             )
         options = {"cdc": "true" if r.get("cdc") else "false"}
         if r.get("comment"):
-            options["comment"] = r["comment"]
+            options["comment"] = quote_string(r["comment"])
         table_id = r["id"] if isinstance(r["id"], uuid.UUID) else uuid.UUID(str(r["id"]))
         ks.tables[t_name] = Table(ks_name, t_name, table_id, table_columns, dropped, options)
     return schema

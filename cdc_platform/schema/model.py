@@ -101,7 +101,7 @@ class Table:
     id: uuid.UUID
     columns: list[Column]
     dropped: dict[str, DroppedColumn] = field(default_factory=dict)
-    options: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)  # option → CQL literal text, as printed
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.columns]
@@ -148,6 +148,15 @@ class Table:
     @cached_property
     def dropped_by_name_bytes(self) -> dict[bytes, DroppedColumn]:
         return {d.name_bytes: d for d in self.dropped.values()}
+
+    def option(self, name: str, default: str | None = None) -> str | None:
+        """An option's value (string literals unquoted), e.g. ``table.option("comment")``."""
+        literal = self.options.get(name)
+        if literal is None:
+            return default
+        if len(literal) >= 2 and literal[0] == literal[-1] == "'":
+            return literal[1:-1].replace("''", "'")
+        return literal
 
     @property
     def cdc(self) -> bool:

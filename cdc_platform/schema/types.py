@@ -356,7 +356,7 @@ RESERVED_KEYWORDS = frozenset(
 
 def quote_identifier(name: str) -> str:
     """Quotes a CQL identifier the way Cassandra's ``ColumnIdentifier.maybeQuote`` does."""
-    if _UNQUOTED.match(name) and name not in RESERVED_KEYWORDS:
+    if _UNQUOTED.fullmatch(name) and name not in RESERVED_KEYWORDS:
         return name
     return '"' + name.replace('"', '""') + '"'
 
@@ -525,16 +525,24 @@ def _parse_marshal(cls: str, user_types: Mapping[str, UserType] | None, keyspace
         return _parse_marshal(parts[0], user_types, keyspace).freeze()
     if name == "ReversedType" and len(parts) == 1:
         return _parse_marshal(parts[0], user_types, keyspace)
+    # Collection type parameters are always frozen (ListType.getInstance freezes them).
     if name == "ListType" and len(parts) == 1:
-        return ListType(_parse_marshal(parts[0], user_types, keyspace))
+        return ListType(_parse_marshal(parts[0], user_types, keyspace).freeze())
     if name == "SetType" and len(parts) == 1:
-        return SetType(_parse_marshal(parts[0], user_types, keyspace))
+        return SetType(_parse_marshal(parts[0], user_types, keyspace).freeze())
     if name == "MapType" and len(parts) == 2:
         return MapType(
-            _parse_marshal(parts[0], user_types, keyspace), _parse_marshal(parts[1], user_types, keyspace)
+            _parse_marshal(parts[0], user_types, keyspace).freeze(),
+            _parse_marshal(parts[1], user_types, keyspace).freeze(),
         )
     if name == "TupleType":
         return TupleType(tuple(_parse_marshal(p, user_types, keyspace).freeze() for p in parts))
     if name == "VectorType" and len(parts) == 2:
-        return VectorType(_parse_marshal(parts[0], user_types, keyspace), int(parts[1]))
+        try:
+            dim = int(parts[1])
+        except ValueError:
+            raise TypeParseError(f"vector dimension {parts[1]!r} is not an integer in {cls!r}") from None
+        if dim <= 0:
+            raise TypeParseError(f"vector dimension must be positive in {cls!r}")
+        return VectorType(_parse_marshal(parts[0], user_types, keyspace).freeze(), dim)
     raise TypeParseError(f"unsupported custom type {cls!r}")
