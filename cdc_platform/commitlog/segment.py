@@ -66,6 +66,7 @@ class Section:
     data: bytes
     is_last: bool
     truncated: bool
+    damage: str | None = None  # why the section is truncated
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,11 @@ class SegmentReader:
         index = 0
         while True:
             if pos > n - SYNC_MARKER_SIZE:
+                # No room for a marker: the normal end, unless bytes show a marker was cut off
+                # (compressed and encrypted files end right after their last section; plain
+                # segments are pre-sized and zero-filled).
+                if pos < n and ((compressed or encrypted) or any(data[pos:])):
+                    yield self._cut(index, pos, logical, "file ends inside a sync marker")
                 return
             end, crc = _MARKER.unpack_from(data, pos)
             if crc != sync_marker_crc(self.segment_id, pos):
@@ -209,11 +215,12 @@ class SegmentReader:
                 )
             truncated = end > n
             file_end = min(end, n)
+            cut = f"section ends at {end}, past the end of the file at {n}" if truncated else None
             if not (compressed or encrypted):
                 content = data[pos + SYNC_MARKER_SIZE : file_end]
                 is_last = truncated or self._marker_is_end(end)
                 yield Section(
-                    index, pos, file_end, pos + SYNC_MARKER_SIZE, file_end, content, is_last, truncated
+                    index, pos, file_end, pos + SYNC_MARKER_SIZE, file_end, content, is_last, truncated, cut
                 )
                 if truncated:
                     return
@@ -222,7 +229,8 @@ class SegmentReader:
                 index += 1
                 continue
             if pos + 12 > n:
-                return  # marker present but the length field is cut off: truncated tail
+                yield self._cut(index, pos, logical, "file ends inside a section header")
+                return
             (declared,) = _U32.unpack_from(data, pos + 8)
             logical_start = logical + SYNC_MARKER_SIZE
             logical_end = logical_start + declared
@@ -237,6 +245,7 @@ class SegmentReader:
                         content = decrypt_section(payload, key, enc.iv, enc.cipher)
                     except ValueError as exc:
                         if truncated:
+                            yield self._cut(index, pos, logical, f"{cut}; {exc}")
                             return
                         raise self._error(
                             EncryptionError if "decrypt" in str(exc) else CorruptSegmentError,
@@ -252,18 +261,24 @@ class SegmentReader:
                     content = decompress(desc.compression.algorithm, payload, declared)
             except DecompressionError as exc:
                 if truncated:
+                    yield self._cut(index, pos, logical, f"{cut}; {exc}")
                     return
                 raise self._error(
                     CorruptSegmentError, f"section cannot be decompressed: {exc}", pos
                 ) from None
             except ValueError as exc:
                 raise self._error(CorruptSegmentError, str(exc), pos) from None
-            yield Section(index, pos, file_end, logical_start, logical_end, content, is_last, truncated)
+            yield Section(index, pos, file_end, logical_start, logical_end, content, is_last, truncated, cut)
             if truncated:
                 return
             pos = end
             logical = logical_end
             index += 1
+
+    def _cut(self, index: int, pos: int, logical: int, message: str) -> Section:
+        """A truncated tail whose content cannot be recovered."""
+        start = logical + SYNC_MARKER_SIZE
+        return Section(index, pos, len(self.data), start, start, b"", True, True, message)
 
     def frames(self, start: int = 0, end: int | None = None) -> Iterator[Frame | Damage]:
         """Yields entry frames (and tolerated damage) whose resume position is in ``(start, end]``.
@@ -284,34 +299,26 @@ class SegmentReader:
             base = section.logical_start
             size_total = len(data)
             p = 0
+            problem: str | None = None  # why the section's entries stop early
+            finished = True  # the segment ends with this section
             while p < size_total:
                 position = base + p
                 if size_total - p < 4:
-                    return
+                    break
                 (size,) = unpack_i32(data, p)
                 if size == 0:
-                    return
+                    break
                 if size < 10 or p + 8 > size_total:
-                    if section.truncated:
-                        yield Damage("truncated", position, "segment ends inside an entry header")
-                        return
-                    raise self._error(CorruptSegmentError, f"invalid entry size {size}", position)
+                    problem = f"invalid entry size {size}"
+                    break
                 size_crc = crc32(data[p : p + 4])
                 if unpack_u32(data, p + 4)[0] != size_crc:
-                    if section.truncated:
-                        yield Damage("truncated", position, "segment ends inside an entry header")
-                        return
-                    raise self._error(CorruptSegmentError, f"entry size {size} fails its CRC", position)
+                    problem = f"entry size {size} fails its CRC"
+                    break
                 entry_end = p + 8 + size + 4
                 if entry_end > size_total:
-                    if section.truncated:
-                        yield Damage("truncated", position, f"segment ends inside an entry of {size} bytes")
-                        return
-                    raise self._error(
-                        CorruptSegmentError,
-                        f"entry of {size} bytes runs past the end of its section at {base + size_total}",
-                        position,
-                    )
+                    problem = f"entry of {size} bytes runs past the end of its section at {base + size_total}"
+                    break
                 location = base + entry_end
                 if end is not None and location > end:
                     return
@@ -330,6 +337,16 @@ class SegmentReader:
                 else:
                     yield Frame(position, location, payload, section.index)
                 p = entry_end
+            else:
+                finished = False  # every entry of the section was read: go on with the next section
+            if section.truncated:
+                # Bytes are missing: whatever stopped the entries, report the truncated tail.
+                yield Damage("truncated", base + p, section.damage or "segment is truncated")
+                return
+            if problem is not None:
+                raise self._error(CorruptSegmentError, problem, base + p)
+            if finished:
+                return
 
 
 @dataclass(frozen=True)
