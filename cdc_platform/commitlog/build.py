@@ -233,6 +233,13 @@ class UpdateBuilder:
             out.append(_Reverse(k) if c.reversed else k)
         return tuple(out)
 
+    def _before(self, a: tuple[bytes | None, ...], b: tuple[bytes | None, ...]) -> bool:
+        """``a`` sorts before ``b`` in clustering order on their common prefix."""
+        n = min(len(a), len(b))
+        if n == 0:
+            return False
+        return self._sort_key(a[:n]) < self._sort_key(b[:n])
+
     def _build_row(self, ck: tuple[bytes | None, ...], r: dict[str, Any], static: bool) -> Row:
         data = sorted(r["data"].values(), key=lambda d: column_sort_key(d.column))
         return Row(ck, r["liveness"], r["deletion"], tuple(data), is_static=static)
@@ -249,8 +256,8 @@ class UpdateBuilder:
             if rows:
                 raise ValueError("a range deletion is its own statement: build it in a separate update")
             _, start, end = self._markers[0]
-            if any(c.reversed for c in self.table.clustering[: max(len(start.values), len(end.values))]):
-                # In a DESC column the range's start in CQL terms is its end in clustering order.
+            if self._before(end.values, start.values):
+                # The CQL range runs against clustering order (DESC columns): swap its ends.
                 start, end = (
                     RangeTombstoneMarker(
                         BoundKind.INCL_START_BOUND
