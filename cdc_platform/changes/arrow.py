@@ -26,7 +26,6 @@ import pyarrow.parquet as pq
 from cdc_platform.changes.records import CellChange, ChangeKind, ClusteringBound, RowChange
 from cdc_platform.commitlog.writer import column_sort_key
 from cdc_platform.schema.model import Column, Table
-from cdc_platform.schema.render import format_inet
 from cdc_platform.schema.types import (
     CqlType,
     ListType,
@@ -40,6 +39,15 @@ from cdc_platform.schema.types import (
 from cdc_platform.schema.values import EMPTY, Duration, InvalidValue, serialize
 
 META_PREFIX = "_cdc_"
+ESCAPE_PREFIX = "_cdc_col_"
+BOUND_SIZE = "_cdc_size"
+BOUND_INCLUSIVE = "_cdc_inclusive"
+
+
+def field_name(column_name: str) -> str:
+    """The Arrow field of a Cassandra column: its name, escaped when it starts with ``_cdc_``."""
+    return ESCAPE_PREFIX + column_name if column_name.startswith(META_PREFIX) else column_name
+
 
 _NATIVE_ARROW: dict[str, pa.DataType] = {
     "ascii": pa.string(),
@@ -109,7 +117,7 @@ def to_arrow(cql_type: CqlType) -> Converter:
         if name == "decimal":
             return lambda v: str(decimal.Decimal(v))
         if name == "inet":
-            return format_inet
+            return str  # Python's form keeps IPv4-mapped IPv6 addresses 16 bytes long
         if name == "duration":
             return lambda v: {"months": v[0], "days": v[1], "nanoseconds": v[2]}
         return _identity
@@ -233,8 +241,8 @@ def column_arrow_type(column: Column) -> pa.DataType:
 
 def _bound_type(table: Table) -> pa.DataType:
     return pa.struct(
-        [pa.field(c.name, arrow_type(c.type)) for c in table.clustering]
-        + [pa.field("_size", pa.int8()), pa.field("_inclusive", pa.bool_())]
+        [pa.field(field_name(c.name), arrow_type(c.type)) for c in table.clustering]
+        + [pa.field(BOUND_SIZE, pa.int8()), pa.field(BOUND_INCLUSIVE, pa.bool_())]
     )
 
 
@@ -255,11 +263,6 @@ _SCHEMAS: dict[tuple[Any, ...], pa.Schema] = {}
 
 
 def _build_schema(table: Table) -> pa.Schema:
-    for c in table.columns:
-        if c.name.startswith(META_PREFIX):
-            raise ValueError(
-                f"{table.qualified_name}.{c.name}: column names starting with {META_PREFIX!r} are reserved"
-            )
     fields = [
         pa.field("_cdc_node", pa.string()),
         pa.field("_cdc_segment_id", pa.int64()),
@@ -276,8 +279,10 @@ def _build_schema(table: Table) -> pa.Schema:
         pa.field("_cdc_range_end", _bound_type(table)),
         pa.field("_cdc_raw", RAW_TYPE),
     ]
-    fields += [pa.field(c.name, arrow_type(c.type)) for c in table.partition_key + table.clustering]
-    fields += [pa.field(c.name, column_arrow_type(c)) for c in table.static + table.regular]
+    fields += [
+        pa.field(field_name(c.name), arrow_type(c.type)) for c in table.partition_key + table.clustering
+    ]
+    fields += [pa.field(field_name(c.name), column_arrow_type(c)) for c in table.static + table.regular]
     metadata = {
         b"cdc.keyspace": table.keyspace.encode(),
         b"cdc.table": table.name.encode(),
@@ -321,6 +326,9 @@ def _path_text(path: Any) -> str | None:
 
 
 EMPTY_REASON = "empty value"
+KEY_PATH = "(key)"
+RANGE_START_PATH = "(range start)"
+RANGE_END_PATH = "(range end)"
 NOT_IN_TABLE_REASON = "cell of a column not in the table"
 
 
@@ -410,8 +418,15 @@ def _column_value(
     return out
 
 
+def _key_raw(column: str, path: str, value: Any) -> dict[str, Any]:
+    """A ``_cdc_raw`` entry for a key or range-bound value (no timestamp: not a cell)."""
+    if value is EMPTY:
+        return {"column": column, "path": path, "raw": b"", "reason": EMPTY_REASON, "timestamp": None}
+    return {"column": column, "path": path, "raw": value.raw, "reason": value.reason, "timestamp": None}
+
+
 def _bound_dict(
-    table: Table, bound: ClusteringBound | None, raw: list[dict[str, Any]]
+    table: Table, bound: ClusteringBound | None, raw: list[dict[str, Any]], path: str
 ) -> dict[str, Any] | None:
     if bound is None:
         return None
@@ -419,19 +434,11 @@ def _bound_dict(
     for c in table.clustering:
         v = bound.clustering.get(c.name)
         if v is not None and not _representable(c.type, v):
-            raw.append(
-                {
-                    "column": c.name,
-                    "path": "range bound",
-                    "raw": getattr(v, "raw", b""),
-                    "reason": "range bound value not representable",
-                    "timestamp": None,
-                }
-            )
+            raw.append(_key_raw(c.name, path, v))
             v = None
-        d[c.name] = None if v is None else to_arrow(c.type)(v)
-    d["_size"] = len(bound.clustering)
-    d["_inclusive"] = bound.inclusive
+        d[field_name(c.name)] = None if v is None else to_arrow(c.type)(v)
+    d[BOUND_SIZE] = len(bound.clustering)
+    d[BOUND_INCLUSIVE] = bound.inclusive
     return d
 
 
@@ -473,23 +480,15 @@ class ChangeBatch:
             columns["_cdc_liveness_expires"].append(ch.liveness_expires)
             columns["_cdc_deletion_timestamp"].append(ch.deletion_timestamp)
             columns["_cdc_deletion_time"].append(ch.deletion_time)
-            columns["_cdc_range_start"].append(_bound_dict(table, ch.range_start, raw))
-            columns["_cdc_range_end"].append(_bound_dict(table, ch.range_end, raw))
+            columns["_cdc_range_start"].append(_bound_dict(table, ch.range_start, raw, RANGE_START_PATH))
+            columns["_cdc_range_end"].append(_bound_dict(table, ch.range_end, raw, RANGE_END_PATH))
             keys = {**ch.partition_key, **ch.clustering}
             for c in key_columns:
                 v = keys.get(c.name)
                 if v is not None and not _representable(c.type, v):
-                    raw.append(
-                        {
-                            "column": c.name,
-                            "path": None,
-                            "raw": getattr(v, "raw", b""),
-                            "reason": "key value not representable",
-                            "timestamp": None,
-                        }
-                    )
+                    raw.append(_key_raw(c.name, KEY_PATH, v))
                     v = None
-                columns[c.name].append(None if v is None else to_arrow(c.type)(v))
+                columns[field_name(c.name)].append(None if v is None else to_arrow(c.type)(v))
             by_column: dict[str, list[CellChange]] = {}
             for cell in ch.cells:
                 if cell.column not in known:
@@ -503,7 +502,7 @@ class ChangeBatch:
                 by_column.setdefault(cell.column, []).append(cell)
             for c in value_columns:
                 cells = by_column.get(c.name)
-                columns[c.name].append(None if not cells else _column_value(c, cells, raw))
+                columns[field_name(c.name)].append(None if not cells else _column_value(c, cells, raw))
             columns["_cdc_raw"].append(raw or None)
         arrays = [pa.array(columns[f.name], type=f.type) for f in schema]
         return cls(table, pa.Table.from_arrays(arrays, schema=schema))
@@ -523,20 +522,32 @@ class ChangeBatch:
         out: list[RowChange] = []
         for i in range(n):
             kind = ChangeKind(cols["_cdc_kind"][i])
-            pk = {c.name: _from(c.type, cols[c.name][i]) for c in table.partition_key}
+            pk = {c.name: _from(c.type, cols[field_name(c.name)][i]) for c in table.partition_key}
             ck = (
-                {c.name: _from(c.type, cols[c.name][i]) for c in table.clustering}
+                {c.name: _from(c.type, cols[field_name(c.name)][i]) for c in table.clustering}
                 if kind is ChangeKind.ROW
                 else {}
             )
             cells: list[CellChange] = []
             for c in value_columns:
-                v = cols[c.name][i]
+                v = cols[field_name(c.name)][i]
                 if v is not None:
                     cells.extend(_cells_from(c, v))
             raw = cols["_cdc_raw"][i]
+            range_start = _bound_from(table, cols["_cdc_range_start"][i])
+            range_end = _bound_from(table, cols["_cdc_range_end"][i])
             if raw:
                 cells = _restore_raw(cells, raw, known)
+                for entry in raw:
+                    if entry["timestamp"] is not None:
+                        continue
+                    value = _raw_value(entry)
+                    if entry["path"] == KEY_PATH:
+                        (pk if entry["column"] in pk else ck)[entry["column"]] = value
+                    elif entry["path"] == RANGE_START_PATH and range_start is not None:
+                        range_start.clustering[entry["column"]] = value
+                    elif entry["path"] == RANGE_END_PATH and range_end is not None:
+                        range_end.clustering[entry["column"]] = value
             out.append(
                 RowChange(
                     kind,
@@ -550,8 +561,8 @@ class ChangeBatch:
                     liveness_expires=cols["_cdc_liveness_expires"][i],
                     deletion_timestamp=cols["_cdc_deletion_timestamp"][i],
                     deletion_time=cols["_cdc_deletion_time"][i],
-                    range_start=_bound_from(table, cols["_cdc_range_start"][i]),
-                    range_end=_bound_from(table, cols["_cdc_range_end"][i]),
+                    range_start=range_start,
+                    range_end=range_end,
                     segment_id=cols["_cdc_segment_id"][i],
                     position=cols["_cdc_position"][i],
                     node=cols["_cdc_node"][i],
@@ -568,13 +579,17 @@ class ChangeBatch:
         return cls(table, data)
 
 
+def _raw_value(entry: dict[str, Any]) -> Any:
+    return EMPTY if entry["reason"] == EMPTY_REASON else InvalidValue(entry["raw"], entry["reason"])
+
+
 def _restore_raw(cells: list[CellChange], raw: list[dict[str, Any]], known: set[str]) -> list[CellChange]:
     """Puts values kept in ``_cdc_raw`` back on their cells (or as cells of unknown columns)."""
     out = list(cells)
     for entry in raw:
         if entry["timestamp"] is None:
             continue  # key and bound values: reported, not cells
-        value: Any = EMPTY if entry["reason"] == EMPTY_REASON else InvalidValue(entry["raw"], entry["reason"])
+        value = _raw_value(entry)
         if entry["column"] not in known:
             out.append(CellChange(entry["column"], value, entry["timestamp"]))
             continue
@@ -597,9 +612,9 @@ def _from(t: CqlType, v: Any) -> Any:
 def _bound_from(table: Table, v: dict[str, Any] | None) -> ClusteringBound | None:
     if v is None:
         return None
-    size = v["_size"]
-    values = {c.name: _from(c.type, v[c.name]) for c in table.clustering[:size]}
-    return ClusteringBound(values, bool(v["_inclusive"]))
+    size = v[BOUND_SIZE]
+    values = {c.name: _from(c.type, v[field_name(c.name)]) for c in table.clustering[:size]}
+    return ClusteringBound(values, bool(v[BOUND_INCLUSIVE]))
 
 
 def _cells_from(column: Column, v: dict[str, Any]) -> list[CellChange]:

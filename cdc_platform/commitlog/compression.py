@@ -67,19 +67,20 @@ def decompress(algorithm: str, data: bytes, uncompressed_length: int) -> bytes:
     Args:
         algorithm: ``lz4``, ``snappy``, ``deflate`` or ``zstd``.
         data: the compressed payload.
-        uncompressed_length: the length the section header declares; 0 means an empty
-            closing section, which is not decompressed at all.
+        uncompressed_length: the length the section header declares; 0 with no payload is an
+            empty closing section (Deflate writes none), 0 with a payload must decompress to nothing
+            (no CRC covers the length field, so a damaged one must not hide entries).
 
     Raises:
         DecompressionError: the payload is damaged or decompresses to another length.
         ValueError: the algorithm is not supported.
     """
-    if uncompressed_length == 0:
-        return b""
     try:
         fn = _DECOMPRESS[algorithm]
     except KeyError:
         raise ValueError(f"unsupported commit log compression {algorithm!r}") from None
+    if uncompressed_length == 0 and not data:
+        return b""
     try:
         out = fn(data, uncompressed_length)
     except Exception as exc:  # each library raises its own error types

@@ -482,6 +482,34 @@ def test_garbage_in_a_complete_section_is_an_error(
     assert_names_location(error, built, section.file_start)
 
 
+@pytest.mark.parametrize("codec", [c for c in CODECS if c is not None], ids=codec_id)
+def test_section_whose_length_field_says_zero_does_not_lose_entries_silently(
+    segments: dict[str | None, Built], codec: str | None
+) -> None:
+    """No CRC covers a section's uncompressed length. Zeroed on a section that holds entries,
+    the reader must decode them, report damage or raise, never skip them without a word."""
+    built = segments[codec]
+    section = built.sections[1]
+    damaged = with_bytes(built.data, section.file_start + 8, bytes(4))
+    decoder = SegmentDecoder(built.path, SCHEMA, data=damaged, key_provider=built.key_provider)
+    items: list[DecodedEntry | SkippedEntry] = []
+    raised = False
+    try:
+        for item in decoder:
+            items.append(item)
+    except CorruptSegmentError as exc:
+        raised = True
+        assert_names_location(exc, built, section.file_start)
+    decoded = mutations_of(items)
+    assert decoded == MUTATIONS[: len(decoded)] or decoded == [
+        m for i, m in enumerate(MUTATIONS) if i not in (2, 3)
+    ]
+    lost = len(MUTATIONS) - len(decoded)
+    assert not lost or raised or decoder.report.damaged, (
+        f"{lost} entries of section 1 vanished without an error or a damage report"
+    )
+
+
 @pytest.mark.parametrize("codec", CODECS, ids=codec_id)
 def test_empty_closing_section_reads_fine(segments: dict[str | None, Built], codec: str | None) -> None:
     built = segments[codec]
