@@ -144,7 +144,12 @@ Unfiltered = Row | RangeTombstoneMarker
 
 @dataclass(frozen=True)
 class PartitionUpdate:
-    """All changes of one mutation to one partition of one table."""
+    """All changes of one mutation to one partition of one table.
+
+    ``header`` is the serialization header's column lists (static, regular) as written: the
+    columns the statement touched, which can be more than the rows hold. The decoder fills it
+    so that re-encoding reproduces Cassandra's bytes; it does not take part in equality.
+    """
 
     table: Table
     key: bytes
@@ -152,6 +157,7 @@ class PartitionUpdate:
     static_row: Row | None = None
     unfiltereds: tuple[Unfiltered, ...] = ()
     is_empty: bool = False
+    header: tuple[tuple[Column, ...], tuple[Column, ...]] | None = field(default=None, compare=False)
 
     @property
     def rows(self) -> list[Row]:

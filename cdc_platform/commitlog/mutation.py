@@ -321,6 +321,7 @@ class MutationDecoder:
                 partition_deletion=partition_deletion,
                 static_row=static_row,
                 unfiltereds=tuple(unfiltereds),
+                header=(tuple(c.column for c in statics), tuple(c.column for c in regulars)),
             ),
             pos,
         )

@@ -188,6 +188,15 @@ class MutationEncoder:
         out += encode_uvint(to_int32(min_ttl - TTL_EPOCH))
         statics = sorted(static_cols.values(), key=column_sort_key)
         regulars = sorted(regular_cols.values(), key=column_sort_key)
+        if u.header is not None:
+            # The statement's columns as Cassandra wrote them (a superset of what the rows hold).
+            h_static, h_regular = u.header
+            missing = {c.name for c in statics} - {c.name for c in h_static} | (
+                {c.name for c in regulars} - {c.name for c in h_regular}
+            )
+            if missing:
+                raise ValueError(f"partition update header lacks columns its rows use: {sorted(missing)}")
+            statics, regulars = list(h_static), list(h_regular)
         if u.static_row is not None:
             out += self._columns(statics)
         out += self._columns(regulars)
