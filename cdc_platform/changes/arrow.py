@@ -35,6 +35,7 @@ from cdc_platform.schema.types import (
     TupleType,
     UserType,
     VectorType,
+    collection_cell_types,
 )
 from cdc_platform.schema.values import EMPTY, Duration, InvalidValue, serialize
 
@@ -391,14 +392,7 @@ def _column_value(
                 value = to_arrow(ft)(value)
             udt_fields[cell.path] = _cell_dict(cell, value, True, False)
             continue
-        if isinstance(t, ListType):
-            path_type: CqlType = NativeType("timeuuid")
-            value_type: CqlType | None = t.element
-        elif isinstance(t, SetType):
-            path_type, value_type = t.element, None
-        else:
-            assert isinstance(t, MapType)
-            path_type, value_type = t.key, t.value
+        path_type, value_type = collection_cell_types(t)
         if cell.path is None or not _representable(path_type, cell.path):
             raw.append(_raw_entry(cell, None, "collection cell path not representable"))
             continue
@@ -660,14 +654,7 @@ def _cells_from(column: Column, v: dict[str, Any]) -> list[CellChange]:
                     )
                 )
         return out
-    if isinstance(t, ListType):
-        path_type: CqlType = NativeType("timeuuid")
-        value_type: CqlType | None = t.element
-    elif isinstance(t, SetType):
-        path_type, value_type = t.element, None
-    else:
-        assert isinstance(t, MapType)
-        path_type, value_type = t.key, t.value
+    path_type, value_type = collection_cell_types(t)
     for cell in v["cells"]:
         value = _from(value_type, cell["value"]) if value_type is not None else None
         out.append(

@@ -29,7 +29,15 @@ from typing import Any, NamedTuple
 
 from cdc_platform.changes.records import CellChange, ChangeKind, ClusteringBound, RowChange
 from cdc_platform.schema.model import Column, Table
-from cdc_platform.schema.types import CqlType, ListType, MapType, NativeType, SetType, UserType
+from cdc_platform.schema.types import (
+    CqlType,
+    ListType,
+    MapType,
+    NativeType,
+    SetType,
+    UserType,
+    cell_value_type,
+)
 from cdc_platform.schema.values import EMPTY, InvalidValue, comparator_key, deserialize, serialize
 
 LIVE, EXPIRING, TOMBSTONE = 0, 1, 2
@@ -171,15 +179,8 @@ def path_bytes(column_type: CqlType, path: Any) -> bytes:
 
 
 def element_type(column_type: CqlType, path: bytes) -> CqlType:
-    if isinstance(column_type, ListType):
-        return column_type.element
-    if isinstance(column_type, SetType):
-        return NativeType("empty")
-    if isinstance(column_type, MapType):
-        return column_type.value
-    if isinstance(column_type, UserType):
-        return column_type.field_types[int.from_bytes(path, "big")]
-    raise TypeError(f"{column_type.cql()} has no elements")
+    """Type of an element cell's value (``empty`` for set elements, whose value is the path)."""
+    return cell_value_type(column_type, path) or NativeType("empty")
 
 
 def version_of(cql_type: CqlType, cell: CellChange) -> Version:

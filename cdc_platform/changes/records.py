@@ -34,6 +34,7 @@ from cdc_platform.schema.types import (
     NativeType,
     SetType,
     UserType,
+    cell_value_type,
 )
 from cdc_platform.schema.values import (
     InvalidValue,
@@ -159,20 +160,6 @@ def _path_value(column_type: CqlType, path: bytes) -> Any:
     return InvalidValue(path, f"column type {column_type.cql()} has no cell paths")
 
 
-def _element_type(column_type: CqlType, path: bytes) -> CqlType:
-    if isinstance(column_type, ListType):
-        return column_type.element
-    if isinstance(column_type, SetType):
-        return NativeType("empty")
-    if isinstance(column_type, MapType):
-        return column_type.value
-    if isinstance(column_type, UserType) and len(path) == 2:
-        idx = int.from_bytes(path, "big")
-        if idx < len(column_type.field_types):
-            return column_type.field_types[idx]
-    return NativeType("blob")
-
-
 def _cell_change(cell: Cell) -> CellChange:
     column = cell.column
     ctype = column.type
@@ -181,7 +168,9 @@ def _cell_change(cell: Cell) -> CellChange:
     context = None
     if cell.path is not None:
         path = _path_value(ctype, cell.path)
-        vtype = _element_type(ctype, cell.path)
+        vtype = cell_value_type(ctype, cell.path) or NativeType(
+            "empty" if isinstance(ctype, SetType) else "blob"
+        )
     else:
         if is_tombstone:
             return CellChange(

@@ -271,6 +271,29 @@ class VectorType(CqlType):
         return (self.element,)
 
 
+def collection_cell_types(cql_type: CqlType) -> tuple[CqlType, CqlType | None]:
+    """For a non-frozen list, set or map: the type of its cell paths and of its cell values.
+
+    List cells are keyed by a timeuuid cell id; set cells by the element (no value); map
+    cells by the key. (Non-frozen UDT cells are keyed by field index: see :func:`udt_field_type`.)
+    """
+    if isinstance(cql_type, ListType):
+        return NativeType("timeuuid"), cql_type.element
+    if isinstance(cql_type, SetType):
+        return cql_type.element, None
+    if isinstance(cql_type, MapType):
+        return cql_type.key, cql_type.value
+    raise TypeError(f"{cql_type.cql()} is not a collection")
+
+
+def cell_value_type(cql_type: CqlType, path: bytes) -> CqlType | None:
+    """Type of the value of a multi-cell column's cell at ``path`` (``None``: set cells, unknown UDT fields)."""
+    if isinstance(cql_type, UserType):
+        idx = int.from_bytes(path, "big") if len(path) == 2 else len(cql_type.field_types)
+        return cql_type.field_types[idx] if idx < len(cql_type.field_types) else None
+    return collection_cell_types(cql_type)[1]
+
+
 def native(name: str) -> NativeType:
     """The native type called ``name`` (``varchar`` is ``text``)."""
     key = _ALIASES.get(name.lower(), name.lower())
