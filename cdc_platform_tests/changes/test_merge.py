@@ -11,6 +11,7 @@ from cdc_platform.changes.merge import TableModel, canonical
 from cdc_platform.changes.records import RowChange, changes_of_update
 from cdc_platform.commitlog.build import UpdateBuilder
 from cdc_platform.schema.cql import parse_schema
+from cdc_platform_tests.workloads import workloads
 
 SCHEMA = parse_schema(
     """
@@ -153,53 +154,6 @@ def test_static_columns_live_without_rows() -> None:
 
 # --------------------------------------------------------------------------------------------
 # Convergence: any order, any duplication, same state.
-
-_ops = st.sampled_from(
-    ["insert", "update", "delete_row", "delete_cols", "delete_part", "range", "tags", "ttl"]
-)
-
-
-@st.composite
-def workloads(draw: st.DrawFn) -> list[RowChange]:
-    out: list[RowChange] = []
-    for _ in range(draw(st.integers(1, 25))):
-        op = draw(_ops)
-        k = draw(st.integers(0, 2))
-        ck = {"c1": draw(st.integers(0, 3)), "c2": draw(st.sampled_from(["a", "b"]))}
-        ts = draw(st.integers(1, 40))
-        builder = b(k, now=NOW - draw(st.integers(0, 200)))
-        if op == "insert":
-            builder.insert(ck, {"v": draw(st.sampled_from(["x", "y"])), "n": draw(st.integers(-2, 2))}, ts)
-        elif op == "update":
-            column = draw(st.sampled_from(["v", "n"]))
-            builder.update(ck, {column: draw(st.sampled_from([None, "z" if column == "v" else 1]))}, ts)
-            builder.update(None, {"s": draw(st.sampled_from(["s1", "s2"]))}, ts)
-        elif op == "delete_row":
-            builder.delete_row(ck, ts)
-        elif op == "delete_cols":
-            builder.delete_columns(ck, ["v", "tags"], ts)
-        elif op == "delete_part":
-            builder.delete_partition(ts)
-        elif op == "range":
-            lo, hi = sorted(draw(st.lists(st.integers(0, 3), min_size=2, max_size=2)))
-            builder.delete_range(
-                {"c1": lo},
-                {"c1": hi},
-                ts,
-                start_inclusive=draw(st.booleans()),
-                end_inclusive=draw(st.booleans()),
-            )
-        elif op == "tags":
-            if draw(st.booleans()):
-                builder.add_elements(
-                    ck, "tags", draw(st.lists(st.sampled_from("abc"), min_size=1, max_size=2)), ts
-                )
-            else:
-                builder.remove_elements(ck, "tags", ["a"], ts)
-        else:
-            builder.insert(ck, {"v": "t"}, ts, ttl=draw(st.integers(1, 300)))
-        out.extend(changes_of_update(builder.build()))
-    return out
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,0 +1,133 @@
+"""The interface every destination implements, and what they share."""
+
+from __future__ import annotations
+
+import abc
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from cdc_platform.changes.merge import Key, VisiblePartition
+from cdc_platform.changes.records import RowChange
+from cdc_platform.schema.model import Table
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class DestinationError(Exception):
+    """A load failed; names the destination, the table and the batch."""
+
+    def __init__(
+        self, message: str, *, destination: str, table: str | None = None, batch: str | None = None
+    ) -> None:
+        self.destination = destination
+        self.table = table
+        self.batch = batch
+        where = [f"destination {destination}"]
+        if table:
+            where.append(f"table {table}")
+        if batch:
+            where.append(f"batch {batch}")
+        super().__init__(f"{message} ({', '.join(where)})")
+
+
+class UnsupportedTableError(DestinationError):
+    """The table cannot be loaded into this destination (e.g. counter tables)."""
+
+
+@dataclass
+class ApplyResult:
+    """What one batch did to one table of a destination."""
+
+    destination: str
+    table: str
+    changes: int
+    rows_written: int
+    partitions_written: int
+    seconds: float
+    retries: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """Row count and order-independent content hash of a table's current state (or of some keys)."""
+
+    rows: int
+    digest: int
+
+
+@dataclass
+class RetryPolicy:
+    """Retries with exponential backoff and jitter for transient connection failures."""
+
+    attempts: int = 5
+    initial_delay: float = 0.2
+    max_delay: float = 10.0
+
+    def run(
+        self, fn: Callable[[], T], *, transient: Callable[[BaseException], bool], what: str
+    ) -> tuple[T, int]:
+        delay = self.initial_delay
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return fn(), attempt - 1
+            except Exception as exc:
+                if attempt == self.attempts or not transient(exc):
+                    raise
+                log.warning(
+                    "%s failed (%s); retry %d/%d in %.1fs", what, exc, attempt, self.attempts - 1, delay
+                )
+                time.sleep(delay * (0.5 + random.random() / 2))
+                delay = min(delay * 2, self.max_delay)
+        raise AssertionError("unreachable")
+
+
+class Destination(abc.ABC):
+    """A destination holding Cassandra's current state (and possibly history) per table."""
+
+    name: str
+
+    @abc.abstractmethod
+    def ensure_table(self, table: Table) -> list[str]:
+        """Creates or evolves the destination tables for ``table``; returns the changes made."""
+
+    @abc.abstractmethod
+    def apply(self, table: Table, changes: Sequence[RowChange], *, batch: str = "") -> ApplyResult:
+        """Applies a batch of changes idempotently (atomically where the engine allows)."""
+
+    @abc.abstractmethod
+    def read_state(
+        self, table: Table, now: int, keys: Sequence[Key] | None = None
+    ) -> dict[Key, VisiblePartition]:
+        """What Cassandra would return at ``now`` (seconds), for all partitions or some."""
+
+    def fingerprint(self, table: Table, now: int, keys: Sequence[Key] | None = None) -> Fingerprint:
+        from cdc_platform.destinations.state import fingerprint
+
+        rows, digest = fingerprint(table, self.read_state(table, now, keys))
+        return Fingerprint(rows, digest)
+
+    def close(self) -> None:  # noqa: B027 - optional hook: destinations without connections keep it
+        """Releases connections."""
+
+    def __enter__(self) -> Destination:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def check_supported(destination: str, table: Table) -> None:
+    if any(c.is_counter for c in table.columns):
+        raise UnsupportedTableError(
+            "counter tables are not loaded: counters merge by CounterContext, not by last-write-wins; "
+            "exclude the table from capture",
+            destination=destination,
+            table=table.qualified_name,
+        )

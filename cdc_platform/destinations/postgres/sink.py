@@ -1,0 +1,787 @@
+"""PostgreSQL destination: a current-state replica of each captured Cassandra table.
+
+Per Cassandra table ``ks.t``, in schema ``ks``:
+
+- ``t``: one row per Cassandra row. Primary key ``_cdc_key`` (the serialized Cassandra
+  primary key, exact for every type), the typed key columns, one typed column per regular
+  column (see :mod:`.typemap`), and the reconciliation state: ``_cdc_v:<col>`` (cell
+  version with value bytes) or ``_cdc_c:<col>`` (collection elements), ``_cdc_liveness``,
+  ``_cdc_deletion``; ``_cdc_exists``/``_cdc_expires_at`` say whether and until when the row
+  exists (TTL), ``_cdc_refresh_at`` when a value in it expires.
+- ``t$static``: the static row of each partition (tables with static columns).
+- ``t$partitions``: partition deletions and range deletions, kept so that late writes are
+  shadowed as Cassandra would.
+- view ``t$current``: what ``SELECT *`` returns now (live rows with their static values,
+  static-only partitions).
+
+A batch is applied in one transaction holding an advisory lock on the table: the keys it
+touches are loaded, merged with the batch under Cassandra's rules
+(:func:`~cdc_platform.destinations.state.plan_batch`), bulk-loaded with COPY into temporary
+staging tables and swapped in. Connection failures are retried with backoff; the whole
+transaction is replayed, which is safe because applying is idempotent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from cdc_platform.changes.merge import Key, RowState, VisiblePartition
+from cdc_platform.changes.records import RowChange
+from cdc_platform.destinations import naming
+from cdc_platform.destinations.base import (
+    ApplyResult,
+    Destination,
+    DestinationError,
+    RetryPolicy,
+    check_supported,
+)
+from cdc_platform.destinations.postgres.typemap import copy_type, pg_type, pg_value
+from cdc_platform.destinations.state import (
+    PartitionRecord,
+    RowId,
+    RowWrite,
+    decode_collection,
+    decode_deletion,
+    decode_key,
+    decode_liveness,
+    decode_pk,
+    decode_ranges,
+    decode_version,
+    encode_collection,
+    encode_deletion,
+    encode_key,
+    encode_liveness,
+    encode_ranges,
+    encode_version,
+    plan_batch,
+    row_key,
+    visible_state,
+)
+from cdc_platform.schema.model import Column, Table
+from cdc_platform.schema.values import deserialize
+
+log = logging.getLogger(__name__)
+
+META_SCHEMA = "cdc_meta"
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(
+        exc, (psycopg.OperationalError, psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
+    )
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Destination names and column lists for one Cassandra table."""
+
+    table: Table
+    schema: str
+    main: str
+    static: str
+    partitions: str
+    current: str
+
+    @classmethod
+    def of(cls, table: Table, schema_prefix: str = "") -> Layout:
+        main = naming.table_name(table.name)
+        return cls(
+            table,
+            naming.table_name(schema_prefix + table.keyspace),
+            main,
+            naming.table_name(table.name, "$static"),
+            naming.table_name(table.name, "$partitions"),
+            naming.table_name(table.name, "$current"),
+        )
+
+    @property
+    def key_columns(self) -> list[Column]:
+        return self.table.partition_key + self.table.clustering
+
+    def value_columns(self, static: bool) -> list[Column]:
+        return self.table.static if static else self.table.regular
+
+    def state_column(self, c: Column) -> str:
+        return naming.collection_column(c.name) if c.type.is_multicell else naming.version_column(c.name)
+
+    def main_columns(self) -> list[tuple[str, str]]:
+        """(name, SQL type) of the main table, in table order."""
+        cols = [("_cdc_key", "bytea"), ("_cdc_pk", "bytea")]
+        cols += [(naming.value_column(c.name), pg_type(c.type)) for c in self.key_columns]
+        for c in self.table.regular:
+            cols += [(naming.value_column(c.name), pg_type(c.type)), (self.state_column(c), "bytea")]
+        cols += [
+            ("_cdc_liveness", "bytea"),
+            ("_cdc_deletion", "bytea"),
+            ("_cdc_exists", "boolean"),
+            ("_cdc_expires_at", "bigint"),
+            ("_cdc_refresh_at", "bigint"),
+        ]
+        return cols
+
+    def static_columns(self) -> list[tuple[str, str]]:
+        cols = [("_cdc_pk", "bytea")]
+        cols += [(naming.value_column(c.name), pg_type(c.type)) for c in self.table.partition_key]
+        for c in self.table.static:
+            cols += [(naming.value_column(c.name), pg_type(c.type)), (self.state_column(c), "bytea")]
+        cols += [("_cdc_exists", "boolean"), ("_cdc_expires_at", "bigint"), ("_cdc_refresh_at", "bigint")]
+        return cols
+
+    def partition_columns(self) -> list[tuple[str, str]]:
+        cols = [("_cdc_pk", "bytea")]
+        cols += [(naming.value_column(c.name), pg_type(c.type)) for c in self.table.partition_key]
+        cols += [("_cdc_deletion", "bytea"), ("_cdc_ranges", "bytea")]
+        return cols
+
+    def check(self) -> None:
+        for what, cols in (
+            ("main", self.main_columns()),
+            ("static", self.static_columns()),
+            ("partitions", self.partition_columns()),
+        ):
+            naming.check_unique([c for c, _ in cols], f"{self.table.qualified_name} {what} table")
+
+    def ident(self, name: str) -> sql.Identifier:
+        return sql.Identifier(self.schema, name)
+
+
+class PostgresDestination(Destination):
+    """Current-state replica in PostgreSQL.
+
+    Args:
+        url: libpq connection string or URL (credentials from the environment or a secrets
+            file, never from configuration).
+        name: destination name in errors, metadata and the schema history.
+        schema_prefix: prefix for the PostgreSQL schemas holding each keyspace.
+        retry: backoff policy for connection failures.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str = "postgres",
+        schema_prefix: str = "",
+        retry: RetryPolicy | None = None,
+        connect_timeout: int = 10,
+    ) -> None:
+        self.url = url
+        self.name = name
+        self.schema_prefix = schema_prefix
+        self.retry = retry or RetryPolicy()
+        self.connect_timeout = connect_timeout
+        self._conn: psycopg.Connection[Any] | None = None
+        self._ensured: dict[str, Layout] = {}
+
+    def __repr__(self) -> str:
+        return f"PostgresDestination(name={self.name!r})"  # the URL may hold a password
+
+    # -- connection -----------------------------------------------------------------------
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.url, connect_timeout=self.connect_timeout)
+        return self._conn
+
+    def _reset(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):  # closing a broken connection
+                self._conn.close()
+        self._conn = None
+
+    def close(self) -> None:
+        self._reset()
+
+    def _run(self, what: str, table: Table | None, batch: str | None, fn: Any) -> tuple[Any, int]:
+        def attempt() -> Any:
+            conn = self._connection()
+            try:
+                with conn.transaction():
+                    return fn(conn)
+            except Exception:
+                if conn.closed or conn.broken:
+                    self._reset()
+                raise
+
+        try:
+            return self.retry.run(attempt, transient=_transient, what=f"{self.name}: {what}")
+        except DestinationError:
+            raise
+        except Exception as exc:
+            raise DestinationError(
+                f"{what} failed: {type(exc).__name__}: {exc}",
+                destination=self.name,
+                table=table.qualified_name if table else None,
+                batch=batch,
+            ) from exc
+
+    # -- schema ----------------------------------------------------------------------------
+
+    def layout(self, table: Table) -> Layout:
+        layout = Layout.of(table, self.schema_prefix)
+        layout.check()
+        return layout
+
+    def ensure_table(self, table: Table) -> list[str]:
+        check_supported(self.name, table)
+        layout = self.layout(table)
+        changes, _ = self._run("schema update", table, None, lambda conn: self._ensure(conn, layout))
+        self._ensured[table.qualified_name] = layout
+        return list(changes)
+
+    def _ensure(self, conn: psycopg.Connection[Any], layout: Layout) -> list[str]:
+        t = layout.table
+        conn.execute(sql.SQL("SELECT pg_advisory_xact_lock(%s)"), (_lock_id(f"schema:{layout.schema}"),))
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(META_SCHEMA)))
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {}.schema_history ("
+                "id bigserial PRIMARY KEY, destination text NOT NULL, keyspace text NOT NULL, "
+                '"table" text NOT NULL, change text NOT NULL, at timestamptz NOT NULL DEFAULT now())'
+            ).format(sql.Identifier(META_SCHEMA))
+        )
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(layout.schema)))
+        changes: list[str] = []
+        tables = [
+            (layout.main, layout.main_columns(), "_cdc_key"),
+            (layout.partitions, layout.partition_columns(), "_cdc_pk"),
+        ]
+        if t.static:
+            tables.append((layout.static, layout.static_columns(), "_cdc_pk"))
+        for name, columns, pkey in tables:
+            existing = self._existing_columns(conn, layout.schema, name)
+            if not existing:
+                defs: list[sql.Composable] = [
+                    sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(ty)) for c, ty in columns
+                ]
+                defs.append(sql.SQL("_cdc_loaded_at timestamptz NOT NULL DEFAULT now()"))
+                defs.append(sql.SQL("PRIMARY KEY ({})").format(sql.Identifier(pkey)))
+                conn.execute(
+                    sql.SQL("CREATE TABLE {} ({})").format(layout.ident(name), sql.SQL(", ").join(defs))
+                )
+                changes.append(f"created table {layout.schema}.{name}")
+                continue
+            for c, ty in columns:
+                if c not in existing:
+                    conn.execute(
+                        sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                            layout.ident(name), sql.Identifier(c), sql.SQL(ty)
+                        )
+                    )
+                    changes.append(f"added column {c} {ty} to {layout.schema}.{name}")
+                elif existing[c] != _normal_type(ty):
+                    raise DestinationError(
+                        f"column {c} of {layout.schema}.{name} is {existing[c]}, the schema needs {ty}: "
+                        "Cassandra does not change column types; drop the destination table to rebuild it",
+                        destination=self.name,
+                        table=t.qualified_name,
+                    )
+        index = naming.table_name(layout.main, "$pk")
+        conn.execute(
+            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (_cdc_pk)").format(
+                sql.Identifier(index), layout.ident(layout.main)
+            )
+        )
+        keys = sql.SQL(", ").join(sql.Identifier(naming.value_column(c.name)) for c in layout.key_columns)
+        conn.execute(
+            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+                sql.Identifier(naming.table_name(layout.main, "$keys")), layout.ident(layout.main), keys
+            )
+        )
+        if changes or not self._view_exists(conn, layout):
+            self._create_view(conn, layout)
+            if changes:
+                changes.append(f"recreated view {layout.schema}.{layout.current}")
+        for change in changes:
+            conn.execute(
+                sql.SQL(
+                    'INSERT INTO {}.schema_history (destination, keyspace, "table", change) VALUES (%s, %s, %s, %s)'
+                ).format(sql.Identifier(META_SCHEMA)),
+                (self.name, t.keyspace, t.name, change),
+            )
+        return changes
+
+    @staticmethod
+    def _existing_columns(conn: psycopg.Connection[Any], schema: str, table: str) -> dict[str, str]:
+        rows = conn.execute(
+            "SELECT column_name, format_type(a.atttypid, a.atttypmod) FROM information_schema.columns c "
+            "JOIN pg_attribute a ON a.attrelid = (quote_ident(c.table_schema) || '.' || quote_ident(c.table_name))::regclass "
+            "AND a.attname = c.column_name WHERE table_schema = %s AND table_name = %s",
+            (schema, table),
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    @staticmethod
+    def _view_exists(conn: psycopg.Connection[Any], layout: Layout) -> bool:
+        row = conn.execute(
+            "SELECT 1 FROM information_schema.views WHERE table_schema = %s AND table_name = %s",
+            (layout.schema, layout.current),
+        ).fetchone()
+        return row is not None
+
+    def _create_view(self, conn: psycopg.Connection[Any], layout: Layout) -> None:
+        t = layout.table
+        now = sql.SQL("extract(epoch FROM now())::bigint")
+        live = sql.SQL("{a}._cdc_exists AND ({a}._cdc_expires_at IS NULL OR {a}._cdc_expires_at > {now})")
+        keys = [
+            sql.SQL("r.{}").format(sql.Identifier(naming.value_column(c.name))) for c in layout.key_columns
+        ]
+        regular = [sql.SQL("r.{}").format(sql.Identifier(naming.value_column(c.name))) for c in t.regular]
+        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(layout.ident(layout.current)))
+        if not t.static:
+            query = sql.SQL("SELECT {} FROM {} r WHERE {}").format(
+                sql.SQL(", ").join(keys + regular),
+                layout.ident(layout.main),
+                live.format(a=sql.SQL("r"), now=now),
+            )
+        else:
+            static_live = live.format(a=sql.SQL("s"), now=now)
+            statics = [
+                sql.SQL("CASE WHEN {} THEN s.{} END AS {}").format(
+                    static_live,
+                    sql.Identifier(naming.value_column(c.name)),
+                    sql.Identifier(naming.value_column(c.name)),
+                )
+                for c in t.static
+            ]
+            rows = sql.SQL("SELECT {} FROM {} r LEFT JOIN {} s ON s._cdc_pk = r._cdc_pk WHERE {}").format(
+                sql.SQL(", ").join(keys + statics + regular),
+                layout.ident(layout.main),
+                layout.ident(layout.static),
+                live.format(a=sql.SQL("r"), now=now),
+            )
+            pk_cols = [
+                sql.SQL("s.{}").format(sql.Identifier(naming.value_column(c.name))) for c in t.partition_key
+            ]
+            nulls = [
+                sql.SQL("NULL::{} AS {}").format(
+                    sql.SQL(pg_type(c.type)), sql.Identifier(naming.value_column(c.name))
+                )
+                for c in t.clustering
+            ]
+            nulls_regular = [
+                sql.SQL("NULL::{} AS {}").format(
+                    sql.SQL(pg_type(c.type)), sql.Identifier(naming.value_column(c.name))
+                )
+                for c in t.regular
+            ]
+            static_only = sql.SQL(
+                "SELECT {} FROM {} s WHERE {} AND NOT EXISTS (SELECT 1 FROM {} r WHERE r._cdc_pk = s._cdc_pk AND {})"
+            ).format(
+                sql.SQL(", ").join(
+                    pk_cols
+                    + nulls
+                    + [sql.SQL("s.{}").format(sql.Identifier(naming.value_column(c.name))) for c in t.static]
+                    + nulls_regular
+                ),
+                layout.ident(layout.static),
+                static_live,
+                layout.ident(layout.main),
+                live.format(a=sql.SQL("r"), now=now),
+            )
+            query = sql.SQL("{} UNION ALL {}").format(rows, static_only)
+        conn.execute(sql.SQL("CREATE VIEW {} AS {}").format(layout.ident(layout.current), query))
+
+    def _layout(self, table: Table) -> Layout:
+        layout = self._ensured.get(table.qualified_name)
+        if layout is None or layout.table is not table:
+            self.ensure_table(table)
+            layout = self._ensured[table.qualified_name]
+        return layout
+
+    # -- applying ----------------------------------------------------------------------------
+
+    def apply(self, table: Table, changes: Sequence[RowChange], *, batch: str = "") -> ApplyResult:
+        layout = self._layout(table)
+        started = time.perf_counter()
+
+        def transaction(conn: psycopg.Connection[Any]) -> tuple[int, int]:
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(%s)", (_lock_id(f"table:{layout.schema}.{layout.main}"),)
+            )
+            store = _Store(conn, layout)
+            plan = plan_batch(table, changes, store)
+            store.write(plan.rows, plan.partitions)
+            return len(plan.rows), len(plan.partitions)
+
+        (rows, parts), retries = self._run("apply", table, batch or None, transaction)
+        return ApplyResult(
+            self.name, table.qualified_name, len(changes), rows, parts, time.perf_counter() - started, retries
+        )
+
+    def read_state(
+        self, table: Table, now: int, keys: Sequence[Key] | None = None
+    ) -> dict[Key, VisiblePartition]:
+        layout = self._layout(table)
+
+        def read(conn: psycopg.Connection[Any]) -> dict[Key, VisiblePartition]:
+            store = _Store(conn, layout)
+            pks = list(keys) if keys is not None else None
+            return visible_state(
+                table, store.load_partitions(table, pks), store.load_partition_rows(table, pks), now
+            )
+
+        state, _ = self._run("read", table, None, read)
+        return state
+
+    def truncate(self, table: Table) -> None:
+        """Empties the table's state (to reload it from scratch, e.g. after a backfill from the start)."""
+        layout = self._layout(table)
+
+        def truncate(conn: psycopg.Connection[Any]) -> None:
+            names = [layout.main, layout.partitions] + ([layout.static] if table.static else [])
+            conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(layout.ident(n) for n in names)))
+
+        self._run("truncate", table, None, truncate)
+
+    def refresh(self, table: Table, now: int) -> int:
+        """Re-materialises rows holding values whose TTL passed by ``now``; returns how many."""
+        layout = self._layout(table)
+
+        def refresh(conn: psycopg.Connection[Any]) -> int:
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(%s)", (_lock_id(f"table:{layout.schema}.{layout.main}"),)
+            )
+            store = _Store(conn, layout)
+            return store.refresh(now)
+
+        count, _ = self._run("refresh", table, None, refresh)
+        return int(count)
+
+    def purge(self, table: Table, now: int, grace_seconds: int = 864_000) -> int:
+        """Deletes rows that no longer exist and were last loaded over ``grace_seconds`` ago.
+
+        Like Cassandra's ``gc_grace_seconds``: after purging, a write older than the purged
+        deletion could reappear, so the grace must exceed how late data can arrive.
+        """
+        layout = self._layout(table)
+
+        def purge(conn: psycopg.Connection[Any]) -> int:
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(%s)", (_lock_id(f"table:{layout.schema}.{layout.main}"),)
+            )
+            deleted = 0
+            cond = sql.SQL(
+                "NOT (_cdc_exists AND (_cdc_expires_at IS NULL OR _cdc_expires_at > %(now)s)) "
+                "AND _cdc_loaded_at < to_timestamp(%(cutoff)s)"
+            )
+            targets = [layout.main] + ([layout.static] if table.static else [])
+            for name in targets:
+                cur = conn.execute(
+                    sql.SQL("DELETE FROM {} WHERE {}").format(layout.ident(name), cond),
+                    {"now": now, "cutoff": now - grace_seconds},
+                )
+                deleted += cur.rowcount
+            return deleted
+
+        count, _ = self._run("purge", table, None, purge)
+        return int(count)
+
+
+def _lock_id(name: str) -> int:
+    return int.from_bytes(hashlib.sha1(name.encode()).digest()[:8], "big", signed=True)
+
+
+def _normal_type(ty: str) -> str:
+    return {"timestamptz": "timestamp with time zone", "timestamptz[]": "timestamp with time zone[]"}.get(
+        ty, ty
+    )
+
+
+class _Store:
+    """Reads and writes reconciliation state inside one transaction."""
+
+    def __init__(self, conn: psycopg.Connection[Any], layout: Layout) -> None:
+        self.conn = conn
+        self.layout = layout
+        self.table = layout.table
+        t = self.table
+        self.n_pk = len(t.partition_key)
+        self.n_ck = len(t.clustering)
+
+    # StateStore ---------------------------------------------------------------------------
+
+    def load_partitions(self, table: Table, pks: Sequence[Key] | None) -> dict[Key, PartitionRecord]:
+        lay = self.layout
+        query = sql.SQL("SELECT _cdc_pk, _cdc_deletion, _cdc_ranges FROM {}").format(
+            lay.ident(lay.partitions)
+        )
+        params: tuple[Any, ...] = ()
+        if pks is not None:
+            if not pks:
+                return {}
+            query = sql.SQL("{} WHERE _cdc_pk = ANY(%s)").format(query)
+            params = ([encode_key(pk) for pk in pks],)
+        out: dict[Key, PartitionRecord] = {}
+        for raw_pk, deletion, ranges in self.conn.execute(query, params):
+            pk = decode_pk(raw_pk, self.n_pk)
+            out[pk] = PartitionRecord(decode_deletion(deletion) if deletion else None, decode_ranges(ranges))
+        return out
+
+    def _state_select(self, static: bool) -> sql.Composable:
+        lay = self.layout
+        cols = [sql.Identifier(lay.state_column(c)) for c in lay.value_columns(static)]
+        if static:
+            head = [sql.SQL("_cdc_pk")]
+            tail: list[sql.Composable] = []
+        else:
+            head = [sql.SQL("_cdc_key")]
+            tail = [sql.SQL("_cdc_liveness"), sql.SQL("_cdc_deletion")]
+        return sql.SQL(", ").join(head + cols + tail)
+
+    def _row_state(self, record: Sequence[Any], static: bool) -> RowState:
+        st = RowState()
+        columns = self.layout.value_columns(static)
+        for c, raw in zip(columns, record[1 : 1 + len(columns)], strict=True):
+            if raw is None:
+                continue
+            if c.type.is_multicell:
+                st.collections[c.name] = decode_collection(raw)
+            else:
+                st.cells[c.name] = decode_version(raw)
+        if not static:
+            lv, dl = record[1 + len(columns)], record[2 + len(columns)]
+            st.liveness = decode_liveness(lv) if lv is not None else None
+            st.deletion = decode_deletion(dl) if dl is not None else None
+        return st
+
+    def _rid(self, raw_key: bytes) -> RowId:
+        parts = decode_key(raw_key, self.n_pk + self.n_ck)
+        pk: Key = tuple(p if p is not None else b"" for p in parts[: self.n_pk])
+        return pk, tuple(parts[self.n_pk :])
+
+    def load_rows(self, table: Table, ids: Sequence[RowId]) -> dict[RowId, RowState]:
+        lay = self.layout
+        out: dict[RowId, RowState] = {}
+        regular = [encode_key(pk) + encode_key(ck) for pk, ck in ids if ck is not None]
+        statics = [encode_key(pk) for pk, ck in ids if ck is None]
+        if regular:
+            self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS _cdc_want (k bytea) ON COMMIT DELETE ROWS")
+            self.conn.execute("TRUNCATE _cdc_want")
+            with self.conn.cursor().copy("COPY _cdc_want (k) FROM STDIN (FORMAT BINARY)") as cp:
+                cp.set_types(["bytea"])
+                for k in regular:
+                    cp.write_row((k,))
+            query = sql.SQL("SELECT {} FROM {} t JOIN _cdc_want w ON t._cdc_key = w.k").format(
+                self._state_select(False), lay.ident(lay.main)
+            )
+            for rec in self.conn.execute(query):
+                out[self._rid(rec[0])] = self._row_state(rec, False)
+        if statics and self.table.static:
+            query = sql.SQL("SELECT {} FROM {} WHERE _cdc_pk = ANY(%s)").format(
+                self._state_select(True), lay.ident(lay.static)
+            )
+            for rec in self.conn.execute(query, (statics,)):
+                out[(decode_pk(rec[0], self.n_pk), None)] = self._row_state(rec, True)
+        return out
+
+    def load_partition_rows(self, table: Table, pks: Sequence[Key] | None) -> dict[RowId, RowState]:
+        lay = self.layout
+        out: dict[RowId, RowState] = {}
+        where = sql.SQL("")
+        params: tuple[Any, ...] = ()
+        if pks is not None:
+            if not pks:
+                return {}
+            where = sql.SQL(" WHERE _cdc_pk = ANY(%s)")
+            params = ([encode_key(pk) for pk in pks],)
+        query = sql.SQL("SELECT {} FROM {}{}").format(self._state_select(False), lay.ident(lay.main), where)
+        for rec in self.conn.execute(query, params):
+            out[self._rid(rec[0])] = self._row_state(rec, False)
+        if self.table.static:
+            query = sql.SQL("SELECT {} FROM {}{}").format(
+                self._state_select(True), lay.ident(lay.static), where
+            )
+            for rec in self.conn.execute(query, params):
+                out[(decode_pk(rec[0], self.n_pk), None)] = self._row_state(rec, True)
+        return out
+
+    # Writing ------------------------------------------------------------------------------
+
+    def _typed_keys(self, columns: list[Column], parts: Sequence[bytes | None]) -> list[Any]:
+        out: list[Any] = []
+        for c, raw in zip(columns, parts, strict=True):
+            if raw is None:
+                out.append(None)
+                continue
+            try:
+                value = deserialize(c.type, raw)
+            except ValueError:
+                out.append(None)
+                continue
+            out.append(pg_value(c.type)(value))
+        return out
+
+    def _values(self, columns: list[Column], w: RowWrite) -> list[Any]:
+        out: list[Any] = []
+        for c in columns:
+            out.append(pg_value(c.type)(w.materialised.values.get(c.name)))
+            if c.type.is_multicell:
+                coll = w.state.collections.get(c.name)
+                out.append(encode_collection(coll) if coll is not None else None)
+            else:
+                v = w.state.cells.get(c.name)
+                out.append(encode_version(v) if v is not None else None)
+        return out
+
+    def _swap(
+        self,
+        target: str,
+        columns: list[tuple[str, str]],
+        copy_types: list[str],
+        key: str,
+        rows: Iterable[list[Any]],
+    ) -> None:
+        lay = self.layout
+        stage = f"_cdc_stage_{hashlib.sha1(target.encode()).hexdigest()[:12]}"
+        names = sql.SQL(", ").join(sql.Identifier(c) for c, _ in columns)
+        self.conn.execute(
+            sql.SQL(
+                "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            ).format(sql.Identifier(stage), lay.ident(target))
+        )
+        self.conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(stage)))
+        with self.conn.cursor().copy(
+            sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(sql.Identifier(stage), names)
+        ) as cp:
+            cp.set_types(copy_types)
+            for r in rows:
+                cp.write_row(r)
+        self.conn.execute(
+            sql.SQL("DELETE FROM {} t USING {} s WHERE t.{} = s.{}").format(
+                lay.ident(target), sql.Identifier(stage), sql.Identifier(key), sql.Identifier(key)
+            )
+        )
+        self.conn.execute(
+            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
+                lay.ident(target), names, names, sql.Identifier(stage)
+            )
+        )
+
+    def write(self, rows: list[RowWrite], partitions: list[tuple[Key, PartitionRecord]]) -> None:
+        lay = self.layout
+        t = self.table
+        key_types = [copy_type(c.type) for c in lay.key_columns]
+        pk_types = [copy_type(c.type) for c in t.partition_key]
+
+        def state_types(columns: list[Column]) -> list[str]:
+            out: list[str] = []
+            for c in columns:
+                out += [copy_type(c.type), "bytea"]
+            return out
+
+        main = [w for w in rows if w.ck is not None]
+        static = [w for w in rows if w.ck is None]
+        if main:
+            types = [
+                "bytea",
+                "bytea",
+                *key_types,
+                *state_types(t.regular),
+                "bytea",
+                "bytea",
+                "bool",
+                "int8",
+                "int8",
+            ]
+            self._swap(
+                lay.main,
+                lay.main_columns(),
+                types,
+                "_cdc_key",
+                (
+                    [
+                        row_key(w.pk, w.ck or ()),
+                        encode_key(w.pk),
+                        *self._typed_keys(lay.key_columns, list(w.pk) + list(w.ck or ())),
+                        *self._values(t.regular, w),
+                        encode_liveness(w.state.liveness) if w.state.liveness else None,
+                        encode_deletion(w.state.deletion) if w.state.deletion else None,
+                        w.materialised.exists,
+                        w.materialised.expires_at,
+                        w.materialised.refresh_at,
+                    ]
+                    for w in main
+                ),
+            )
+        if static:
+            if not t.static:
+                raise DestinationError(
+                    "batch holds static-row changes for a table without static columns",
+                    destination="postgres",
+                    table=t.qualified_name,
+                )
+            types = ["bytea", *pk_types, *state_types(t.static), "bool", "int8", "int8"]
+            self._swap(
+                lay.static,
+                lay.static_columns(),
+                types,
+                "_cdc_pk",
+                (
+                    [
+                        encode_key(w.pk),
+                        *self._typed_keys(t.partition_key, list(w.pk)),
+                        *self._values(t.static, w),
+                        w.materialised.exists,
+                        w.materialised.expires_at,
+                        w.materialised.refresh_at,
+                    ]
+                    for w in static
+                ),
+            )
+        if partitions:
+            self._swap(
+                lay.partitions,
+                lay.partition_columns(),
+                ["bytea", *pk_types, "bytea", "bytea"],
+                "_cdc_pk",
+                (
+                    [
+                        encode_key(pk),
+                        *self._typed_keys(t.partition_key, list(pk)),
+                        encode_deletion(rec.deletion) if rec.deletion else None,
+                        encode_ranges(rec.ranges),
+                    ]
+                    for pk, rec in partitions
+                ),
+            )
+
+    def refresh(self, now: int) -> int:
+        """Re-materialises rows with values expiring by ``now``."""
+        from cdc_platform.destinations.state import ClusteringOrder, materialise, shadow_of
+
+        lay = self.layout
+        t = self.table
+        stale: dict[RowId, RowState] = {}
+        query = sql.SQL("SELECT {} FROM {} WHERE _cdc_refresh_at <= %s").format(
+            self._state_select(False), lay.ident(lay.main)
+        )
+        for rec in self.conn.execute(query, (now,)):
+            stale[self._rid(rec[0])] = self._row_state(rec, False)
+        if t.static:
+            query = sql.SQL("SELECT {} FROM {} WHERE _cdc_refresh_at <= %s").format(
+                self._state_select(True), lay.ident(lay.static)
+            )
+            for rec in self.conn.execute(query, (now,)):
+                stale[(decode_pk(rec[0], self.n_pk), None)] = self._row_state(rec, True)
+        if not stale:
+            return 0
+        parts = self.load_partitions(t, list({pk for pk, _ in stale}))
+        order = ClusteringOrder(t)
+        writes = []
+        for (pk, ck), st in stale.items():
+            shadow = shadow_of(t, order, parts.get(pk), ck)
+            writes.append(
+                RowWrite(pk, ck, st, shadow, materialise(t, st, shadow, static=ck is None, now=now))
+            )
+        self.write(writes, [])
+        return len(writes)
