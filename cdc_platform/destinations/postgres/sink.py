@@ -644,12 +644,12 @@ class _Store:
         lay = self.layout
         stage = f"_cdc_stage_{hashlib.sha1(target.encode()).hexdigest()[:12]}"
         names = sql.SQL(", ").join(sql.Identifier(c) for c, _ in columns)
+        # Created per transaction: after a schema change it must have the table's new columns.
         self.conn.execute(
-            sql.SQL(
-                "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-            ).format(sql.Identifier(stage), lay.ident(target))
+            sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
+                sql.Identifier(stage), lay.ident(target)
+            )
         )
-        self.conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(stage)))
         with self.conn.cursor().copy(
             sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(sql.Identifier(stage), names)
         ) as cp:
