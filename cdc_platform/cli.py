@@ -349,6 +349,161 @@ def schema_pull(
         click.echo(f"wrote {output}", err=True)
 
 
+def _destination_options(fn: Any) -> Any:
+    fn = click.option(
+        "--postgres",
+        "postgres_url",
+        default=None,
+        help="PostgreSQL URL (password via PGPASSWORD or ~/.pgpass).",
+    )(fn)
+    fn = click.option(
+        "--timescaledb", "timescaledb_url", default=None, help="TimescaleDB URL for the change history."
+    )(fn)
+    fn = click.option(
+        "--clickhouse",
+        "clickhouse_url",
+        default=None,
+        help="clickhouse://user@host:9000/db (password via $CDC_CLICKHOUSE_PASSWORD) or chdb:///path.",
+    )(fn)
+    return fn
+
+
+def _open_destinations(
+    postgres_url: str | None, timescaledb_url: str | None, clickhouse_url: str | None
+) -> list[Any]:
+    from cdc_platform.destinations.factory import open_destination
+
+    out = []
+    for kind, url in (
+        ("postgres", postgres_url),
+        ("timescaledb", timescaledb_url),
+        ("clickhouse", clickhouse_url),
+    ):
+        if url:
+            out.append(open_destination(kind, url))
+    if not out:
+        _fail("give at least one destination: --postgres, --timescaledb or --clickhouse", 2)
+    return out
+
+
+@main.command("load")
+@click.option("--schema", "schema_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@_destination_options
+@_with_keystore
+@click.option("--table", "tables", multiple=True, help="Only this keyspace.table (repeatable).")
+@click.option("--node", default=None, help="Node name recorded as provenance.")
+@click.option("--durable", is_flag=True, help="Stop at each segment's _cdc.idx durable offset.")
+@click.argument("segments", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+def load(
+    schema_path: str,
+    postgres_url: str | None,
+    timescaledb_url: str | None,
+    clickhouse_url: str | None,
+    keystore: str | None,
+    keystore_password: str | None,
+    keystore_password_file: str | None,
+    tables: tuple[str, ...],
+    node: str | None,
+    durable: bool,
+    segments: tuple[str, ...],
+) -> None:
+    """Decode segments and apply them to destinations, without Dagster.
+
+    Runs the same steps as the platform's assets. Applying is idempotent: running the same
+    command again changes nothing.
+    """
+    from cdc_platform.destinations.base import DestinationError
+    from cdc_platform.pipeline import decode_range, load_changes
+
+    try:
+        schema_model = load_schema(schema_path)
+        capture = {str(i) for i in schema_model.select(tables or None)}
+    except (SchemaParseError, KeyError) as exc:
+        _fail(str(exc), 2)
+    keys = _key_provider(keystore, keystore_password, keystore_password_file)
+    destinations = _open_destinations(postgres_url, timescaledb_url, clickhouse_url)
+    try:
+        for dest in destinations:
+            for table in schema_model.tables:
+                if str(table.id) in capture:
+                    dest.ensure_table(table)
+        for path in sorted(segments, key=_segment_order):
+            end = None
+            if durable:
+                idx_path = cdc_index_path(path)
+                idx = read_cdc_index(idx_path) if idx_path else None
+                if idx is None:
+                    click.echo(f"{path}: nothing durable yet", err=True)
+                    continue
+                end = None if idx.completed else idx.offset
+            decoded = decode_range(path, schema_model, node=node, capture=capture, end=end, key_provider=keys)
+            batch = f"{decoded.segment_id}:{decoded.start}-{decoded.resume_position}"
+            results = load_changes(destinations, schema_model, decoded.changes, batch=batch)
+            for r in results:
+                click.echo(
+                    f"{path}: {r.destination} {r.table}: {r.changes} changes -> {r.rows_written} rows in {r.seconds:.2f}s",
+                    err=True,
+                )
+            for skipped in decoded.skipped:
+                if skipped.reason != "not_captured":
+                    click.echo(
+                        f"{path}: skipped entry at {skipped.position}: {skipped.reason} {skipped.table_id or ''}",
+                        err=True,
+                    )
+    except (CommitLogError, DestinationError) as exc:
+        _fail(str(exc))
+    finally:
+        for dest in destinations:
+            dest.close()
+
+
+@main.command("dump")
+@click.option("--schema", "schema_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@_destination_options
+@click.option("--table", "tables", multiple=True, help="Only this keyspace.table (repeatable).")
+@click.option(
+    "--now",
+    type=int,
+    default=None,
+    help="Evaluate TTLs at this time (seconds since the epoch; default: now).",
+)
+def dump(
+    schema_path: str,
+    postgres_url: str | None,
+    timescaledb_url: str | None,
+    clickhouse_url: str | None,
+    tables: tuple[str, ...],
+    now: int | None,
+) -> None:
+    """Print each table's current state in one destination as JSON (one object per table).
+
+    Rows hold every column, values rendered like Cassandra's toJson(), in a stable order, so
+    any destination can be compared with Cassandra or with another destination.
+    """
+    import time
+
+    from cdc_platform.destinations.base import DestinationError
+    from cdc_platform.pipeline import captured_tables, dump_table
+
+    given = [u for u in (postgres_url, timescaledb_url, clickhouse_url) if u]
+    if len(given) != 1:
+        _fail("dump reads one destination: give exactly one of --postgres, --timescaledb, --clickhouse", 2)
+    try:
+        schema_model = load_schema(schema_path)
+        selected = captured_tables(schema_model, tables or None)
+    except (SchemaParseError, KeyError) as exc:
+        _fail(str(exc), 2)
+    (dest,) = _open_destinations(postgres_url, timescaledb_url, clickhouse_url)
+    at = now if now is not None else int(time.time())
+    try:
+        for table in selected:
+            click.echo(dump_table(dest, table, at))
+    except DestinationError as exc:
+        _fail(str(exc))
+    finally:
+        dest.close()
+
+
 @main.command("demo")
 @click.option(
     "--directory",

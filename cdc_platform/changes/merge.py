@@ -330,20 +330,21 @@ def _visible_collection(column: Column, coll: CollectionState, now: int, shadow:
         for p, v in live.items():
             i = int.from_bytes(p, "big")
             if i < len(t.field_names):
-                out[t.field_names[i]] = _decode(t.field_types[i], v.value)
+                out[t.field_names[i]] = decode_value(t.field_types[i], v.value)
         return out
     if isinstance(t, ListType):
         order = comparator_key(NativeType("timeuuid"))
-        return [_decode(t.element, live[p].value) for p in sorted(live, key=order)]
+        return [decode_value(t.element, live[p].value) for p in sorted(live, key=order)]
     if isinstance(t, SetType):
         order = comparator_key(t.element)
-        return [_decode(t.element, p) for p in sorted(live, key=order)]
+        return [decode_value(t.element, p) for p in sorted(live, key=order)]
     assert isinstance(t, MapType)
     order = comparator_key(t.key)
-    return [(_decode(t.key, p), _decode(t.value, live[p].value)) for p in sorted(live, key=order)]
+    return [(decode_value(t.key, p), decode_value(t.value, live[p].value)) for p in sorted(live, key=order)]
 
 
-def _decode(t: CqlType, raw: bytes) -> Any:
+def decode_value(t: CqlType, raw: bytes) -> Any:
+    """Decodes stored value bytes (undecodable bytes stay an :class:`InvalidValue`)."""
     try:
         return deserialize(t, raw)
     except ValueError as exc:
@@ -368,7 +369,7 @@ def visible_row(
             continue
         v = row.cells.get(column.name)
         if v is not None and v.live_at(now, shadow):
-            out[column.name] = _decode(column.type, v.value)
+            out[column.name] = decode_value(column.type, v.value)
             exists = True
     return out if exists else None
 

@@ -367,6 +367,8 @@ def plan_batch(table: Table, changes: Iterable[RowChange], store: StateStore) ->
             touched.setdefault((pk, None), RowState()).merge(delta.static)
     rows: list[RowWrite] = []
     for (pk, ck), st in touched.items():
+        if pk not in grown and stored.get((pk, ck)) == st:
+            continue  # a replay: nothing changes, nothing is written
         shadow = shadow_of(table, order, merged_parts.get(pk) or stored_parts.get(pk), ck)
         rows.append(RowWrite(pk, ck, st, shadow, materialise(table, st, shadow, static=ck is None)))
     partitions = [(pk, merged_parts[pk]) for pk in grown]
