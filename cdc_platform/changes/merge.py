@@ -38,9 +38,10 @@ from cdc_platform.schema.types import (
     UserType,
     cell_value_type,
 )
-from cdc_platform.schema.values import EMPTY, InvalidValue, comparator_key, deserialize, serialize
+from cdc_platform.schema.values import EMPTY, InvalidValue, comparator_key, deserialize, encoder, serialize
 
 LIVE, EXPIRING, TOMBSTONE = 0, 1, 2
+_MISSING = object()
 NO_SHADOW = -(1 << 64)  # below every timestamp
 
 
@@ -114,17 +115,32 @@ class CollectionState:
 
 @dataclass
 class RowState:
+    """A row's reconciliation state.
+
+    ``typed`` caches the decoded value of a simple cell whose winning version came with one (a
+    change being applied), so materialising does not decode bytes just encoded; it is not
+    part of the state (not compared) and only ever holds the winner's value.
+    """
+
     liveness: Liveness | None = None
     deletion: Deletion | None = None
     cells: dict[str, Version] = field(default_factory=dict)
     collections: dict[str, CollectionState] = field(default_factory=dict)
+    typed: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def merge(self, other: RowState) -> None:
         if other.liveness is not None and (self.liveness is None or other.liveness.key > self.liveness.key):
             self.liveness = other.liveness
         self.deletion = later(self.deletion, other.deletion)
+        cells = self.cells
         for name, v in other.cells.items():
-            self.cells[name] = newer(self.cells.get(name), v)  # type: ignore[assignment]
+            mine = cells.get(name)
+            if mine is None or v.key > mine.key:
+                cells[name] = v
+                if name in other.typed:
+                    self.typed[name] = other.typed[name]
+                else:
+                    self.typed.pop(name, None)
         for name, c in other.collections.items():
             mine = self.collections.setdefault(name, CollectionState())
             mine.deletion = later(mine.deletion, c.deletion)
@@ -183,33 +199,52 @@ def element_type(column_type: CqlType, path: bytes) -> CqlType:
     return cell_value_type(column_type, path) or NativeType("empty")
 
 
-def version_of(cql_type: CqlType, cell: CellChange) -> Version:
+def version_of(cql_type: CqlType, cell: CellChange, encode: Any = None) -> Version:
+    """The version of a cell change (``encode``: the value type's encoder, if already at hand)."""
     if cell.deleted:
         return Version(cell.timestamp, TOMBSTONE, cell.local_deletion_time or 0, b"", 0)
-    raw = value_bytes(cql_type, cell.value)
+    value = cell.value
+    if value is None or value is EMPTY:
+        raw = b""
+    elif isinstance(value, InvalidValue):
+        raw = value.raw
+    else:
+        raw = (encode or encoder(cql_type))(value)
     if cell.ttl:
         return Version(cell.timestamp, EXPIRING, cell.local_deletion_time or 0, raw, cell.ttl)
     return Version(cell.timestamp, LIVE, 0, raw, 0)
 
 
-def row_state_of(table: Table, change: RowChange) -> RowState:
-    """The state one row change contributes (no shadowing applied)."""
-    state = RowState()
+def row_state_of(table: Table, change: RowChange, state: RowState | None = None) -> RowState:
+    """The state one row change contributes (no shadowing applied), joined into ``state`` if given."""
+    if state is None:
+        state = RowState()
     if change.liveness_timestamp is not None:
-        state.liveness = Liveness(
-            change.liveness_timestamp, change.liveness_ttl or 0, change.liveness_expires or 0
-        )
+        lv = Liveness(change.liveness_timestamp, change.liveness_ttl or 0, change.liveness_expires or 0)
+        if state.liveness is None or lv.key > state.liveness.key:
+            state.liveness = lv
     if change.deletion_timestamp is not None:
-        state.deletion = Deletion(change.deletion_timestamp, change.deletion_time or 0)
+        state.deletion = later(state.deletion, Deletion(change.deletion_timestamp, change.deletion_time or 0))
+    by_name = table.by_name
+    cells = state.cells
+    typed = state.typed
     for cell in change.cells:
-        column = table.by_name.get(cell.column)
+        column = by_name.get(cell.column)
         if column is None:
             continue  # not in the table (dropped): never visible
         t = column.type
         if column.is_counter:
             raise ValueError(f"{table.qualified_name}.{column.name}: counter columns are not modelled")
         if not t.is_multicell:
-            state.cells[column.name] = newer(state.cells.get(column.name), version_of(t, cell))  # type: ignore[assignment]
+            v = version_of(t, cell, column.encode)
+            mine = cells.get(column.name)
+            if mine is None or v.key > mine.key:
+                cells[column.name] = v
+                value = cell.value
+                if v.rank != TOMBSTONE and value is not None and not isinstance(value, InvalidValue):
+                    typed[column.name] = value
+                else:
+                    typed.pop(column.name, None)
             continue
         coll = state.collections.setdefault(column.name, CollectionState())
         if cell.collection_deletion:
@@ -369,7 +404,8 @@ def visible_row(
             continue
         v = row.cells.get(column.name)
         if v is not None and v.live_at(now, shadow):
-            out[column.name] = decode_value(column.type, v.value)
+            typed = row.typed.get(column.name, _MISSING)
+            out[column.name] = decode_value(column.type, v.value) if typed is _MISSING else typed
             exists = True
     return out if exists else None
 

@@ -216,10 +216,13 @@ def fold(table: Table, changes: Iterable[RowChange]) -> dict[Key, PartitionDelta
         elif ch.kind is ChangeKind.STATIC_ROW:
             if delta.static is None:
                 delta.static = RowState()
-            delta.static.merge(row_state_of(table, ch))
+            row_state_of(table, ch, delta.static)
         else:
             ck = clustering_bytes(table, ch.clustering)
-            delta.rows.setdefault(ck, RowState()).merge(row_state_of(table, ch))
+            st = delta.rows.get(ck)
+            if st is None:
+                st = delta.rows[ck] = RowState()
+            row_state_of(table, ch, st)
     return out
 
 
@@ -362,9 +365,17 @@ def plan_batch(table: Table, changes: Iterable[RowChange], store: StateStore) ->
         touched[rid] = _copy(st)
     for pk, delta in deltas.items():
         for row_ck, row_st in delta.rows.items():
-            touched.setdefault((pk, row_ck), RowState()).merge(row_st)
+            mine = touched.get((pk, row_ck))
+            if mine is None:
+                touched[(pk, row_ck)] = row_st  # nothing stored: the batch's state is the state
+            else:
+                mine.merge(row_st)
         if delta.static is not None:
-            touched.setdefault((pk, None), RowState()).merge(delta.static)
+            mine = touched.get((pk, None))
+            if mine is None:
+                touched[(pk, None)] = delta.static
+            else:
+                mine.merge(delta.static)
     rows: list[RowWrite] = []
     for (pk, ck), st in touched.items():
         if pk not in grown and stored.get((pk, ck)) == st:

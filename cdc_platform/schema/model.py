@@ -49,6 +49,13 @@ class Column:
         return decoder(self.type)
 
     @cached_property
+    def encode(self) -> Callable[[Any], bytes]:
+        """Encoder of this column's Python values (see :mod:`cdc_platform.schema.values`)."""
+        from cdc_platform.schema.values import encoder
+
+        return encoder(self.type)
+
+    @cached_property
     def is_counter(self) -> bool:
         return isinstance(self.type, NativeType) and self.type.name == "counter"
 
