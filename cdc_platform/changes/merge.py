@@ -142,10 +142,12 @@ class RowState:
                 else:
                     self.typed.pop(name, None)
         for name, c in other.collections.items():
-            mine = self.collections.setdefault(name, CollectionState())
-            mine.deletion = later(mine.deletion, c.deletion)
-            for path, v in c.elements.items():
-                mine.elements[path] = newer(mine.elements.get(path), v)  # type: ignore[assignment]
+            coll = self.collections.setdefault(name, CollectionState())
+            coll.deletion = later(coll.deletion, c.deletion)
+            for path, e in c.elements.items():
+                current = coll.elements.get(path)
+                if current is None or e.key > current.key:
+                    coll.elements[path] = e
 
 
 class RangeDeletion(NamedTuple):
