@@ -513,6 +513,9 @@ class ChangeBatch:
         for f in data.schema:
             arr = data.column(f.name)
             cols[f.name] = arr.cast(storage_type(f.type)).to_pylist()
+        # Columns added to the table after the batch was written read as absent.
+        for c in table.columns:
+            cols.setdefault(field_name(c.name), [None] * n)
         out: list[RowChange] = []
         for i in range(n):
             kind = ChangeKind(cols["_cdc_kind"][i])
