@@ -487,7 +487,13 @@ def dump(
 
     given = [u for u in (postgres_url, timescaledb_url, clickhouse_url) if u]
     if len(given) != 1:
-        _fail("dump reads one destination: give exactly one of --postgres, --timescaledb, --clickhouse", 2)
+        _fail("dump reads one destination: give exactly one of --postgres, --clickhouse", 2)
+    if timescaledb_url:
+        _fail(
+            "TimescaleDB holds the change history, not current state: dump --postgres or --clickhouse "
+            "(or read the history table <table>$history)",
+            2,
+        )
     try:
         schema_model = load_schema(schema_path)
         selected = captured_tables(schema_model, tables or None)

@@ -40,13 +40,18 @@ def _bound(h: Any, table: Table, b: ClusteringBound | None) -> None:
     if b is None:
         _field(h, None)
         return
-    for part in clustering_bytes(table, b.clustering):
+    parts = clustering_bytes(table, b.clustering)
+    _int(h, len(parts))  # prefixes of different lengths must not run together
+    for part in parts:
         _field(h, part)
     _field(h, b"1" if b.inclusive else b"0")
 
 
 def change_id(table: Table, change: RowChange) -> uuid.UUID:
-    """A UUID (version 5 layout) derived from the change's content, provenance excluded."""
+    """A UUID derived from a BLAKE2b hash of the change's content, provenance excluded.
+
+    (The version bits read 5, "name-based"; the hash is BLAKE2b, not SHA-1.)
+    """
     h = hashlib.blake2b(digest_size=16)
     _field(h, table.keyspace.encode())
     _field(h, table.name.encode())
@@ -76,7 +81,13 @@ def change_id(table: Table, change: RowChange) -> uuid.UUID:
                 path = path_bytes(column.type, cell.path)
                 vtype = cell_value_type(column.type, path)
         _field(h, path)
-        _field(h, value_bytes(vtype, cell.value) if vtype is not None and cell.value is not None else None)
+        if vtype is not None and cell.value is not None:
+            _field(h, value_bytes(vtype, cell.value))
+        elif cell.value is not None:
+            # A column no longer in the table (dropped): its value still tells changes apart.
+            _field(h, repr((cell.path, cell.value)).encode())
+        else:
+            _field(h, None)
         for v in (cell.timestamp, cell.ttl, cell.local_deletion_time):
             _int(h, v)
         _field(h, b"d" if cell.deleted else b"l")

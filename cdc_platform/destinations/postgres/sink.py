@@ -408,7 +408,7 @@ class PostgresDestination(Destination):
             conn.execute(
                 "SELECT pg_advisory_xact_lock(%s)", (_lock_id(f"table:{layout.schema}.{layout.main}"),)
             )
-            store = _Store(conn, layout)
+            store = _Store(conn, layout, self.name)
             plan = plan_batch(table, changes, store)
             store.write(plan.rows, plan.partitions)
             return len(plan.rows), len(plan.partitions)
@@ -424,7 +424,7 @@ class PostgresDestination(Destination):
         layout = self._layout(table)
 
         def read(conn: psycopg.Connection[Any]) -> dict[Key, VisiblePartition]:
-            store = _Store(conn, layout)
+            store = _Store(conn, layout, self.name)
             pks = list(keys) if keys is not None else None
             return visible_state(
                 table, store.load_partitions(table, pks), store.load_partition_rows(table, pks), now
@@ -451,7 +451,7 @@ class PostgresDestination(Destination):
             conn.execute(
                 "SELECT pg_advisory_xact_lock(%s)", (_lock_id(f"table:{layout.schema}.{layout.main}"),)
             )
-            store = _Store(conn, layout)
+            store = _Store(conn, layout, self.name)
             return store.refresh(now)
 
         count, _ = self._run("refresh", table, None, refresh)
@@ -500,9 +500,10 @@ def _normal_type(ty: str) -> str:
 class _Store:
     """Reads and writes reconciliation state inside one transaction."""
 
-    def __init__(self, conn: psycopg.Connection[Any], layout: Layout) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], layout: Layout, destination: str = "postgres") -> None:
         self.conn = conn
         self.layout = layout
+        self.destination = destination
         self.table = layout.table
         t = self.table
         self.n_pk = len(t.partition_key)
@@ -717,7 +718,7 @@ class _Store:
             if not t.static:
                 raise DestinationError(
                     "batch holds static-row changes for a table without static columns",
-                    destination="postgres",
+                    destination=self.destination,
                     table=t.qualified_name,
                 )
             types = ["bytea", *pk_types, *state_types(t.static), "bool", "int8", "int8"]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Callable
 from decimal import Decimal
 from functools import cache
@@ -134,11 +135,15 @@ def _text(v: str) -> Any:
 def _json(t: CqlType) -> Callable[[Any], Any]:
     def convert(v: Any) -> Any:
         text = to_json(t, v)
-        if "\\u0000" in text:
+        if _NUL.search(text):
             return None  # jsonb cannot hold U+0000
         return Jsonb(text, dumps=_passthrough)
 
     return convert
+
+
+# An escaped U+0000 (\u0000 preceded by an even number of backslashes), not a literal "\\u0000".
+_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def _passthrough(text: Any) -> str:
