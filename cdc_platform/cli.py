@@ -558,5 +558,14 @@ def demo(directory: str, mutations: int, seed: int) -> None:
             click.echo(f"    {key:<40} {count:>7}")
 
 
+def _register_groups() -> None:
+    from cdc_platform.masking.cli import masking
+
+    main.add_command(masking)
+
+
+_register_groups()
+
+
 if __name__ == "__main__":
     main()
