@@ -128,6 +128,18 @@ class RowState:
     collections: dict[str, CollectionState] = field(default_factory=dict)
     typed: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
+    def signature(self) -> tuple[Any, ...]:
+        """What reconciliation compares (versions' keys, not TTLs): equal signatures, equal state."""
+        return (
+            self.liveness.key if self.liveness else None,
+            self.deletion,
+            {n: v.key for n, v in self.cells.items()},
+            {
+                n: (c.deletion, {p: v.key for p, v in c.elements.items()})
+                for n, c in self.collections.items()
+            },
+        )
+
     def merge(self, other: RowState) -> None:
         if other.liveness is not None and (self.liveness is None or other.liveness.key > self.liveness.key):
             self.liveness = other.liveness

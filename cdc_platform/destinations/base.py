@@ -8,7 +8,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from cdc_platform.changes.merge import Key, VisiblePartition
 from cdc_platform.changes.records import RowChange
@@ -116,7 +116,7 @@ class Destination(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook: destinations without connections keep it
         """Releases connections."""
 
-    def __enter__(self) -> Destination:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -378,7 +378,8 @@ def plan_batch(table: Table, changes: Iterable[RowChange], store: StateStore) ->
                 mine.merge(delta.static)
     rows: list[RowWrite] = []
     for (pk, ck), st in touched.items():
-        if pk not in grown and stored.get((pk, ck)) == st:
+        before = stored.get((pk, ck))
+        if pk not in grown and before is not None and before.signature() == st.signature():
             continue  # a replay: nothing changes, nothing is written
         shadow = shadow_of(table, order, merged_parts.get(pk) or stored_parts.get(pk), ck)
         rows.append(RowWrite(pk, ck, st, shadow, materialise(table, st, shadow, static=ck is None)))
