@@ -365,11 +365,16 @@ def _destination_options(fn: Any) -> Any:
         default=None,
         help="clickhouse://user@host:9000/db (password via $CDC_CLICKHOUSE_PASSWORD) or chdb:///path.",
     )(fn)
+    fn = click.option(
+        "--schema-prefix",
+        default="",
+        help="Prefix of the destinations' schema (PostgreSQL) and database (ClickHouse) names.",
+    )(fn)
     return fn
 
 
 def _open_destinations(
-    postgres_url: str | None, timescaledb_url: str | None, clickhouse_url: str | None
+    postgres_url: str | None, timescaledb_url: str | None, clickhouse_url: str | None, prefix: str = ""
 ) -> list[Any]:
     from cdc_platform.destinations.factory import open_destination
 
@@ -380,15 +385,66 @@ def _open_destinations(
         ("clickhouse", clickhouse_url),
     ):
         if url:
-            out.append(open_destination(kind, url))
+            out.append(open_destination(kind, url, prefix=prefix))
     if not out:
         _fail("give at least one destination: --postgres, --timescaledb or --clickhouse", 2)
     return out
 
 
+def _quality_options(fn: Any) -> Any:
+    fn = click.option(
+        "--quality",
+        "quality_path",
+        type=click.Path(exists=True, dir_okay=False),
+        help="Validation rules (config/quality.yaml); without it, no validation.",
+    )(fn)
+    fn = click.option(
+        "--masking",
+        "masking_path",
+        type=click.Path(exists=True, dir_okay=False),
+        help="Masking rules (config/masking.yaml); keys from the environment or --secrets-dir.",
+    )(fn)
+    fn = click.option(
+        "--secrets-dir", type=click.Path(exists=True, file_okay=False), help="Directory of masking key files."
+    )(fn)
+    fn = click.option(
+        "--quarantine",
+        "quarantine_url",
+        default=None,
+        help="PostgreSQL URL of the quarantine and token vault (default: --postgres).",
+    )(fn)
+    return fn
+
+
+def _quality_and_masking(
+    schema_model: Any,
+    quality_path: str | None,
+    masking_path: str | None,
+    secrets_dir: str | None,
+    vault_url: str | None,
+) -> tuple[Any, Any]:
+    from cdc_platform.masking import MaskingPolicy, SecretSource, TokenVault
+    from cdc_platform.masking.errors import KeyUnavailableError, MaskingConfigError
+    from cdc_platform.quality import QualityConfig, QualityConfigError, Validator
+
+    validator = masking = None
+    try:
+        if quality_path:
+            validator = Validator(schema_model, QualityConfig.from_file(quality_path))
+        if masking_path:
+            vault = TokenVault(vault_url) if vault_url else None
+            masking = MaskingPolicy.from_file(
+                masking_path, schema_model, secrets=SecretSource(secrets_dir=secrets_dir), vault=vault
+            )
+    except (QualityConfigError, MaskingConfigError, KeyUnavailableError) as exc:
+        _fail(str(exc), 2)
+    return validator, masking
+
+
 @main.command("load")
 @click.option("--schema", "schema_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @_destination_options
+@_quality_options
 @_with_keystore
 @click.option("--table", "tables", multiple=True, help="Only this keyspace.table (repeatable).")
 @click.option("--node", default=None, help="Node name recorded as provenance.")
@@ -399,6 +455,11 @@ def load(
     postgres_url: str | None,
     timescaledb_url: str | None,
     clickhouse_url: str | None,
+    schema_prefix: str,
+    quality_path: str | None,
+    masking_path: str | None,
+    secrets_dir: str | None,
+    quarantine_url: str | None,
     keystore: str | None,
     keystore_password: str | None,
     keystore_password_file: str | None,
@@ -407,13 +468,16 @@ def load(
     durable: bool,
     segments: tuple[str, ...],
 ) -> None:
-    """Decode segments and apply them to destinations, without Dagster.
+    """Decode segments, validate, mask and apply them to destinations, without Dagster.
 
-    Runs the same steps as the platform's assets. Applying is idempotent: running the same
-    command again changes nothing.
+    Runs the same steps as the platform's assets: rows failing validation go (masked) to the
+    quarantine, the rest (masked) to every destination. Applying is idempotent: running the
+    same command again changes nothing.
     """
     from cdc_platform.destinations.base import DestinationError
-    from cdc_platform.pipeline import decode_range, load_changes
+    from cdc_platform.pipeline import decode_range, load_changes, process_changes
+    from cdc_platform.quality import BatchRejectedError
+    from cdc_platform.quality.quarantine import QuarantineStore
 
     try:
         schema_model = load_schema(schema_path)
@@ -421,7 +485,14 @@ def load(
     except (SchemaParseError, KeyError) as exc:
         _fail(str(exc), 2)
     keys = _key_provider(keystore, keystore_password, keystore_password_file)
-    destinations = _open_destinations(postgres_url, timescaledb_url, clickhouse_url)
+    store_url = quarantine_url or postgres_url
+    validator, masking = _quality_and_masking(
+        schema_model, quality_path, masking_path, secrets_dir, store_url
+    )
+    if validator is not None and store_url is None:
+        _fail("validation needs a quarantine: --quarantine or --postgres", 2)
+    quarantine = QuarantineStore(store_url) if (validator is not None and store_url) else None
+    destinations = _open_destinations(postgres_url, timescaledb_url, clickhouse_url, schema_prefix)
     try:
         for dest in destinations:
             for table in schema_model.tables:
@@ -438,7 +509,14 @@ def load(
                 end = None if idx.completed else idx.offset
             decoded = decode_range(path, schema_model, node=node, capture=capture, end=end, key_provider=keys)
             batch = f"{decoded.segment_id}:{decoded.start}-{decoded.resume_position}"
-            results = load_changes(destinations, schema_model, decoded.changes, batch=batch)
+            processed = process_changes(schema_model, decoded.changes, validator=validator, masking=masking)
+            for name, p in processed.items():
+                if p.quarantined and quarantine is not None:
+                    quarantine.add(schema_model.table(name), p.quarantined)
+                    click.echo(f"{path}: {name}: {len(p.quarantined)} rows quarantined", err=True)
+            results = load_changes(
+                destinations, schema_model, {n: p.accepted for n, p in processed.items()}, batch=batch
+            )
             for r in results:
                 click.echo(
                     f"{path}: {r.destination} {r.table}: {r.changes} changes -> {r.rows_written} rows in {r.seconds:.2f}s",
@@ -450,11 +528,126 @@ def load(
                         f"{path}: skipped entry at {skipped.position}: {skipped.reason} {skipped.table_id or ''}",
                         err=True,
                     )
-    except (CommitLogError, DestinationError) as exc:
-        _fail(str(exc))
+    except (CommitLogError, DestinationError, BatchRejectedError) as exc:
+        _fail(masking.mask_text(str(exc)) if masking else str(exc))
     finally:
         for dest in destinations:
             dest.close()
+
+
+@main.group()
+def quarantine() -> None:
+    """Rows rejected by validation: list, replay after a fix, discard."""
+
+
+_quarantine_url = click.option(
+    "--quarantine", "quarantine_url", required=True, help="PostgreSQL URL holding cdc_meta.quarantine."
+)
+
+
+@quarantine.command("list")
+@_quarantine_url
+@click.option(
+    "--status", type=click.Choice(["open", "replayed", "discarded"]), default="open", show_default=True
+)
+@click.option("--table", default=None, help="Only this keyspace.table.")
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per row (with the masked change).")
+def quarantine_list(quarantine_url: str, status: str, table: str | None, limit: int, as_json: bool) -> None:
+    """List quarantined rows with their reasons (values are masked)."""
+    from cdc_platform.quality.quarantine import QuarantineStore
+
+    for e in QuarantineStore(quarantine_url).entries(status=status, table=table, limit=limit):
+        reasons = "; ".join(
+            f"{r.get('expectation')} on {r.get('column')}: {r.get('value_class')}" for r in e.reasons
+        )
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "id": e.id,
+                        "keyspace": e.keyspace,
+                        "table": e.table,
+                        "segment_id": e.segment_id,
+                        "position": e.position,
+                        "attempts": e.attempts,
+                        "status": e.status,
+                        "first_seen": e.first_seen.isoformat(),
+                        "reasons": e.reasons,
+                        "change": e.row_json,
+                    }
+                )
+            )
+        else:
+            click.echo(
+                f"{e.id}\t{e.keyspace}.{e.table}\tsegment {e.segment_id} @ {e.position}\t"
+                f"attempts {e.attempts}\t{reasons}"
+            )
+
+
+@quarantine.command("replay")
+@_quarantine_url
+@click.option("--schema", "schema_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@_destination_options
+@click.option(
+    "--quality", "quality_path", type=click.Path(exists=True, dir_okay=False), help="The current rules."
+)
+@click.option(
+    "--masking",
+    "masking_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Masking rules (failures on masked columns cannot be re-checked and are not held against rows).",
+)
+@click.option("--secrets-dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--table", default=None, help="Only this keyspace.table.")
+@click.option("--id", "ids", multiple=True, type=int, help="Only these quarantine ids (repeatable).")
+def quarantine_replay(
+    quarantine_url: str,
+    schema_path: str,
+    postgres_url: str | None,
+    timescaledb_url: str | None,
+    clickhouse_url: str | None,
+    schema_prefix: str,
+    quality_path: str | None,
+    masking_path: str | None,
+    secrets_dir: str | None,
+    table: str | None,
+    ids: tuple[int, ...],
+) -> None:
+    """Re-validate open rows with the current rules and load those that pass (idempotent)."""
+    from cdc_platform.pipeline import revalidator
+    from cdc_platform.quality.quarantine import QuarantineStore
+
+    try:
+        schema_model = load_schema(schema_path)
+    except SchemaParseError as exc:
+        _fail(str(exc), 2)
+    validator, masking = _quality_and_masking(schema_model, quality_path, masking_path, secrets_dir, None)
+    destinations = _open_destinations(postgres_url, timescaledb_url, clickhouse_url, schema_prefix)
+    try:
+        result = QuarantineStore(quarantine_url).replay(
+            schema_model,
+            revalidator(validator, masking),
+            destinations,
+            table=table,
+            ids=list(ids) if ids else None,
+        )
+    finally:
+        for dest in destinations:
+            dest.close()
+    click.echo(
+        f"replayed {result.replayed}, still failing {result.still_failing}, loaded {result.loaded_changes} changes"
+    )
+
+
+@quarantine.command("discard")
+@_quarantine_url
+@click.argument("ids", nargs=-1, type=int, required=True)
+def quarantine_discard(quarantine_url: str, ids: tuple[int, ...]) -> None:
+    """Close rows without loading them."""
+    from cdc_platform.quality.quarantine import QuarantineStore
+
+    click.echo(f"discarded {QuarantineStore(quarantine_url).discard(ids)}")
 
 
 @main.command("dump")
@@ -472,6 +665,7 @@ def dump(
     postgres_url: str | None,
     timescaledb_url: str | None,
     clickhouse_url: str | None,
+    schema_prefix: str,
     tables: tuple[str, ...],
     now: int | None,
 ) -> None:
@@ -499,7 +693,7 @@ def dump(
         selected = captured_tables(schema_model, tables or None)
     except (SchemaParseError, KeyError) as exc:
         _fail(str(exc), 2)
-    (dest,) = _open_destinations(postgres_url, timescaledb_url, clickhouse_url)
+    (dest,) = _open_destinations(postgres_url, timescaledb_url, clickhouse_url, schema_prefix)
     at = now if now is not None else int(time.time())
     try:
         for table in selected:

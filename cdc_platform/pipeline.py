@@ -7,15 +7,19 @@ what an operator runs by hand is exactly what the platform runs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cdc_platform.changes.merge import ClusteringOrder, Key, VisiblePartition, decode_value
 from cdc_platform.changes.records import RowChange, changes_of_update
 from cdc_platform.commitlog.encryption import KeyProvider
 from cdc_platform.commitlog.segment import DecodedEntry, ReadReport, SegmentDecoder, SkippedEntry
 from cdc_platform.destinations.base import ApplyResult, Destination
+from cdc_platform.masking import MaskAudit, MaskingPolicy
+from cdc_platform.quality import ValidationSummary, Validator
+from cdc_platform.quality.quarantine import Quarantined
 from cdc_platform.schema.model import Schema, Table
 from cdc_platform.schema.render import json_name, quote_json_string, to_json
 
@@ -87,6 +91,111 @@ def load_changes(
         for dest in destinations:
             results.append(dest.apply(table, changes[name], batch=batch))
     return results
+
+
+# --------------------------------------------------------------------------------------------
+# Validate and mask
+
+
+@dataclass
+class ProcessedTable:
+    """One table's changes after validation and masking: what to load, what to quarantine."""
+
+    table: str
+    accepted: list[RowChange]  # masked
+    quarantined: list[Quarantined]  # masked, with reasons
+    validation: ValidationSummary | None = None
+    audit: MaskAudit | None = None
+
+    def metadata(self) -> dict[str, Any]:
+        """A JSON-safe summary without values (Dagster metadata, logs)."""
+        ops: dict[str, int] = {}
+        for c in self.accepted:
+            ops[c.operation] = ops.get(c.operation, 0) + 1
+        return {
+            "table": self.table,
+            "changes_by_operation": ops,
+            "quarantined": len(self.quarantined),
+            "validation": self.validation.as_metadata() if self.validation else None,
+            "masking": self.audit.as_metadata() if self.audit else None,
+        }
+
+
+def process_changes(
+    schema: Schema,
+    changes: dict[str, list[RowChange]],
+    *,
+    validator: Validator | None = None,
+    masking: MaskingPolicy | None = None,
+) -> dict[str, ProcessedTable]:
+    """Validates (on clear values), then masks what is loaded and what is quarantined.
+
+    Raises:
+        BatchRejectedError: a table whose policy is ``fail`` had an error-severity failure.
+    """
+    out: dict[str, ProcessedTable] = {}
+    for name in sorted(changes):
+        table = schema.table(name)
+        batch = changes[name]
+        summary = None
+        if validator is not None:
+            outcome = validator.validate(table, batch)
+            accepted, rejected, summary = outcome.accepted, outcome.rejected, outcome.summary
+        else:
+            accepted, rejected = list(batch), []
+        audit = None
+        rejected_changes = [r.change for r in rejected]
+        if masking is not None:
+            # One call, so the audit counts what is loaded and what is quarantined.
+            masked = masking.mask(table, accepted + rejected_changes)
+            audit = masked.audit
+            accepted, masked_rejected = masked.changes[: len(accepted)], masked.changes[len(accepted) :]
+        else:
+            masked_rejected = rejected_changes
+        quarantined = [
+            Quarantined(change, [f.as_metadata() for f in r.failures])
+            for change, r in zip(masked_rejected, rejected, strict=True)
+        ]
+        out[name] = ProcessedTable(name, accepted, quarantined, summary, audit)
+    return out
+
+
+def revalidator(
+    validator: Validator | None, masking: MaskingPolicy | None
+) -> Callable[[Table, list[RowChange]], tuple[list[RowChange], list[RowChange]]]:
+    """Re-validation for quarantine replay of *masked* changes.
+
+    Failures on masked columns are not held against the masked copy: a rule on a masked
+    column can only be checked on the clear value, which the quarantine does not keep.
+    """
+
+    def revalidate(table: Table, changes: list[RowChange]) -> tuple[list[RowChange], list[RowChange]]:
+        if validator is None:
+            return list(changes), []
+        outcome = validator.validate(table, changes)
+        masked = {_base_column(p) for p in (masking.masked_columns(table) if masking else {})}
+        passing = list(outcome.accepted)
+        failing = []
+        for r in outcome.rejected:
+            columns = {
+                _base_column(c)
+                for f in r.failures
+                if f.severity == "error"
+                for c in (f.column or "").split(",")
+            }
+            if columns and columns <= masked:
+                passing.append(r.change)
+            else:
+                failing.append(r.change)
+        return passing, failing
+
+    return revalidate
+
+
+def _base_column(path: str) -> str:
+    for sep in (".", "[", "{"):
+        path = path.split(sep, 1)[0]
+    return path.strip()
 
 
 # --------------------------------------------------------------------------------------------

@@ -39,6 +39,20 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture()
+def database(postgres_url: str) -> str:
+    """A database of its own on the test server (``cdc_meta`` tables have fixed names)."""
+    import uuid
+
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, query = postgres_url.partition("?")
+    return f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture()
 def schema_prefix() -> str:
     """A schema prefix of its own, so tests sharing the server do not see each other's tables."""
     import uuid

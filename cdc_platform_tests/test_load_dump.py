@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
-import psycopg
-import pytest
 from click.testing import CliRunner
 
 from cdc_platform.changes.merge import Model
@@ -16,17 +13,6 @@ from cdc_platform.pipeline import decode_range, render_state
 from cdc_platform.workload import SHOP_SCHEMA_CQL, ShopWorkload, write_cluster
 
 NOW = 1_767_300_000  # a day after the workload starts: sessions with short TTLs have expired
-
-
-@pytest.fixture()
-def database(postgres_url: str) -> str:
-    """A database of its own (the CLI has no schema prefix)."""
-    name = f"load_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = postgres_url.split("?")[0].rsplit("/", 1)[0]
-    query = postgres_url.split("?", 1)[1] if "?" in postgres_url else ""
-    return f"{base}/{name}" + (f"?{query}" if query else "")
 
 
 def test_load_three_replicas_then_dump_equals_the_model(tmp_path: Path, database: str) -> None:

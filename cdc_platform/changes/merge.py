@@ -134,10 +134,7 @@ class RowState:
             self.liveness.key if self.liveness else None,
             self.deletion,
             {n: v.key for n, v in self.cells.items()},
-            {
-                n: (c.deletion, {p: v.key for p, v in c.elements.items()})
-                for n, c in self.collections.items()
-            },
+            {n: (c.deletion, {p: v.key for p, v in c.elements.items()}) for n, c in self.collections.items()},
         )
 
     def merge(self, other: RowState) -> None:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from cdc_platform.changes.records import RowChange, change_to_json, changes_of_update
 from cdc_platform.destinations.postgres.sink import PostgresDestination
@@ -172,17 +170,6 @@ def test_planted_plaintexts_and_seeds_are_found(
     assert not report.ok
     assert all(s.startswith("sha256:") for f in report.findings for s in f.samples)
     assert _leaks(report, [*PLANTED.values(), "123-45-6789", "10.1.2.3", "1980-05-17"]) == []
-
-
-@pytest.fixture()
-def database(postgres_url: str) -> str:
-    """A database of its own: cdc_meta.quarantine has a fixed name."""
-    name = f"verify_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    base = postgres_url.split("?")[0].rsplit("/", 1)[0]
-    query = postgres_url.split("?", 1)[1] if "?" in postgres_url else ""
-    return f"{base}/{name}" + (f"?{query}" if query else "")
 
 
 def test_the_quarantine_is_checked(database: str, shop: tuple[ShopWorkload, MaskingPolicy, Any]) -> None:

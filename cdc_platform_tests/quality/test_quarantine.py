@@ -5,9 +5,6 @@ from __future__ import annotations
 import dataclasses
 import uuid
 
-import psycopg
-import pytest
-
 from cdc_platform.changes.identity import change_id
 from cdc_platform.changes.merge import TableModel, canonical
 from cdc_platform.changes.records import RowChange, changes_of_update
@@ -19,15 +16,6 @@ from cdc_platform.workload import shop_schema
 SCHEMA = shop_schema()
 CUSTOMERS = SCHEMA.table("shop.customers")
 NOW = 1_767_300_000
-
-
-@pytest.fixture()
-def database(postgres_url: str) -> str:
-    name = f"q_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base, _, query = postgres_url.partition("?")
-    return f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
 
 
 def _change(points: int, ts: int = 10, node: str = "node1") -> RowChange:
