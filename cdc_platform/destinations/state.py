@@ -17,6 +17,15 @@ join in that semilattice — ``stored ⊔ batch`` — computed here once for eve
 Because the merge is a join (commutative, associative, idempotent), replays, reruns,
 out-of-order batches and replica copies converge to the same stored state.
 
+**Fresh rows.** Most changes of a steady load create rows: an ``INSERT`` or ``UPDATE`` of live,
+non-expiring simple cells of a key nothing is stored for. For such a row ``stored ⊔ batch``
+is the change's own state and its visible values are the change's values, so steps 1–3
+reduce to encoding (:func:`split_fresh`): the rows are collected column by column
+(:class:`FreshRows`), the destination is asked once which of their keys are stored or lie in a
+partition with a stored partition record (:meth:`StateStore.stored_keys`), and those, with
+every row a deletion, TTL, collection cell or a second change of the batch touches, go through
+the general join. The result is the same state the general path writes, byte for byte.
+
 Byte layouts (all integers big-endian; signed values offset by 2**63 so that byte order is
 numeric order, which lets SQL compare versions with ``>`` on ``bytea``/``String``):
 
@@ -28,7 +37,8 @@ numeric order, which lets SQL compare versions with ``>`` on ``bytea``/``String`
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -55,7 +65,9 @@ from cdc_platform.changes.merge import (
     visible_row,
 )
 from cdc_platform.changes.records import ChangeKind, RowChange
-from cdc_platform.schema.model import Table
+from cdc_platform.schema.model import Column, Table
+from cdc_platform.schema.types import NativeType
+from cdc_platform.schema.values import EMPTY, InvalidValue
 
 _OFFSET = 1 << 63
 _VERSION_HEAD = struct.Struct(">QBQ")
@@ -320,8 +332,15 @@ class RowWrite:
 
 @dataclass
 class WritePlan:
+    """What applying a batch writes: merged rows, grown partition records and fresh rows."""
+
     rows: list[RowWrite]
     partitions: list[tuple[Key, PartitionRecord]]
+    fresh: FreshRows | None = None
+
+    @property
+    def row_count(self) -> int:
+        return len(self.rows) + (len(self.fresh) if self.fresh is not None else 0)
 
 
 class StateStore(Protocol):
@@ -333,9 +352,34 @@ class StateStore(Protocol):
 
     def load_partition_rows(self, table: Table, pks: Sequence[Key]) -> dict[RowId, RowState]: ...
 
+    def stored_keys(self, table: Table, keys: Sequence[bytes], pks: Sequence[bytes]) -> set[bytes]:
+        """Which row keys (:func:`row_key`) have a stored row or a stored partition record.
+
+        ``pks[i]`` is the encoded partition key (:func:`encode_key`) of ``keys[i]``.
+        """
+        ...
+
 
 def plan_batch(table: Table, changes: Iterable[RowChange], store: StateStore) -> WritePlan:
-    """Computes ``stored ⊔ batch`` for every row and partition the batch touches."""
+    """Computes ``stored ⊔ batch`` for every row and partition the batch touches.
+
+    Rows the batch creates come back column by column in :attr:`WritePlan.fresh` (see the
+    module docstring); everything else as merged :class:`RowWrite` rows.
+    """
+    fresh, rest = split_fresh(table, changes)
+    if fresh:
+        stored = store.stored_keys(table, fresh.keys, fresh.pks)
+        if stored:
+            keep = [i for i, k in enumerate(fresh.keys) if k not in stored]
+            rest.extend(fresh.changes[i] for i, k in enumerate(fresh.keys) if k in stored)
+            fresh = fresh.select(keep)
+    plan = _plan_merged(table, rest, store)
+    plan.fresh = fresh if fresh else None
+    return plan
+
+
+def _plan_merged(table: Table, changes: Iterable[RowChange], store: StateStore) -> WritePlan:
+    """The general path: ``stored ⊔ batch`` by loading and joining row states."""
     deltas = fold(table, changes)
     if not deltas:
         return WritePlan([], [])
@@ -385,6 +429,305 @@ def plan_batch(table: Table, changes: Iterable[RowChange], store: StateStore) ->
         rows.append(RowWrite(pk, ck, st, shadow, materialise(table, st, shadow, static=ck is None)))
     partitions = [(pk, merged_parts[pk]) for pk in grown]
     return WritePlan(rows, partitions)
+
+
+# --------------------------------------------------------------------------------------------
+# Fresh rows: the column-wise path for rows a batch creates
+
+
+@dataclass
+class FreshRows:
+    """Rows created by a batch, column by column (all lists are aligned by row).
+
+    Every row exists (it has liveness or a live cell), never expires and has nothing to
+    refresh; it has no row deletion and no collection state. ``values[j]``/``versions[j]``
+    belong to ``table.regular[j]``: the typed value as the change carried it (``None``:
+    no cell; never ``EMPTY`` or an :class:`InvalidValue`, whose rows take the general path)
+    and the encoded cell version (:func:`encode_version`).
+
+    Attributes:
+        changes: the change each row comes from.
+        keys: encoded row keys (:func:`row_key`).
+        pks: encoded partition keys (:func:`encode_key`).
+        key_values: per key column (partition key, then clustering), the typed values.
+        values: per regular column, the typed values.
+        versions: per regular column, the encoded versions.
+        liveness: encoded primary-key liveness (:func:`encode_liveness`), ``None`` for none.
+    """
+
+    changes: list[RowChange]
+    keys: list[bytes]
+    pks: list[bytes]
+    key_values: list[list[Any]]
+    values: list[list[Any]]
+    versions: list[list[bytes | None]]
+    liveness: list[bytes | None]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def select(self, rows: Sequence[int]) -> FreshRows:
+        """These rows only, in this order."""
+
+        def pick(xs: list[Any]) -> list[Any]:
+            return [xs[i] for i in rows]
+
+        return FreshRows(
+            pick(self.changes),
+            pick(self.keys),
+            pick(self.pks),
+            [pick(c) for c in self.key_values],
+            [pick(c) for c in self.values],
+            [pick(c) for c in self.versions],
+            pick(self.liveness),
+        )
+
+
+# Python types whose values survive serialize → deserialize unchanged, per CQL type: a key
+# value of one of these is stored typed as the change carries it (the general path stores
+# the deserialized key bytes; for these types that is the same value).
+_EXACT_KEY_TYPES: dict[str, type] = {
+    "ascii": str,
+    "text": str,
+    "blob": bytes,
+    "boolean": bool,
+    "tinyint": int,
+    "smallint": int,
+    "int": int,
+    "bigint": int,
+    "timestamp": int,
+    "time": int,
+    "date": int,
+    "double": float,
+    "uuid": uuid.UUID,
+    "timeuuid": uuid.UUID,
+}
+_SIZED = struct.Struct(">i")
+_MASK = 0xFFFFFFFFFFFFFFFF
+
+
+def _sized_encoder(c: Column) -> Callable[[Any], bytes]:
+    """Encodes a key component the way :func:`encode_key` does (length, then serialized value)."""
+    encode = c.encode
+    sized = _SIZED.pack
+    fixed = {"bigint": ">iq", "timestamp": ">iq", "time": ">iq", "int": ">ii", "double": ">id"}
+    name = c.type.name if isinstance(c.type, NativeType) else ""
+    if name in fixed:
+        st = struct.Struct(fixed[name])
+        width = st.size - 4
+        pack = st.pack
+        return lambda v: pack(width, v)
+
+    def generic(v: Any) -> bytes:
+        raw = encode(v)
+        return sized(len(raw)) + raw
+
+    return generic
+
+
+# Serializers of valid, non-empty values that are C functions (no Python frame per cell);
+# each does what :func:`cdc_platform.schema.values.encoder` does for these values.
+_PLAIN_ENCODERS: dict[str, Callable[[Any], bytes]] = {
+    "text": str.encode,  # UTF-8
+    "blob": bytes,
+    "tinyint": struct.Struct(">b").pack,
+    "smallint": struct.Struct(">h").pack,
+    "int": struct.Struct(">i").pack,
+    "bigint": struct.Struct(">q").pack,
+    "timestamp": struct.Struct(">q").pack,
+    "time": struct.Struct(">q").pack,
+    "float": struct.Struct(">f").pack,
+    "double": struct.Struct(">d").pack,
+}
+
+
+def _value_encoder(c: Column) -> Callable[[Any], bytes]:
+    """Serializes a cell value that is neither ``None``, ``EMPTY`` nor invalid (see :func:`split_fresh`)."""
+    if isinstance(c.type, NativeType) and c.type.name in _PLAIN_ENCODERS:
+        return _PLAIN_ENCODERS[c.type.name]
+    return c.encode
+
+
+@dataclass
+class _FreshSpec:
+    """What :func:`split_fresh` needs of a table, computed once."""
+
+    key_names: list[str]
+    n_pk: int
+    key_types: list[type]
+    key_encoders: list[Callable[[Any], bytes]]
+    regular: dict[str, tuple[int, Callable[[Any], bytes]]]  # simple regular columns
+    others: frozenset[str]  # columns whose cells a fresh row cannot hold (keys, static, collections)
+    n_regular: int
+
+
+_SPECS: dict[int, tuple[Table, _FreshSpec | None]] = {}
+
+
+def _fresh_spec(table: Table) -> _FreshSpec | None:
+    cached = _SPECS.get(id(table))
+    if cached is not None and cached[0] is table:
+        return cached[1]
+    spec: _FreshSpec | None = None
+    keys = table.partition_key + table.clustering
+    exact = [_EXACT_KEY_TYPES.get(c.type.name) if isinstance(c.type, NativeType) else None for c in keys]
+    if all(t is not None for t in exact) and not any(c.is_counter for c in table.columns):
+        regular = {
+            c.name: (j, _value_encoder(c)) for j, c in enumerate(table.regular) if not c.type.is_multicell
+        }
+        spec = _FreshSpec(
+            [c.name for c in keys],
+            len(table.partition_key),
+            [t for t in exact if t is not None],
+            [_sized_encoder(c) for c in keys],
+            regular,
+            frozenset(c.name for c in table.columns if c.name not in regular),
+            len(table.regular),
+        )
+    if len(_SPECS) > 1024:
+        _SPECS.clear()
+    _SPECS[id(table)] = (table, spec)
+    return spec
+
+
+def split_fresh(table: Table, changes: Iterable[RowChange]) -> tuple[FreshRows, list[RowChange]]:
+    """Splits a batch into rows it may create (column-wise) and changes for the general path.
+
+    A ``row`` change is a fresh-row candidate when it has no row deletion, no TTL, only live
+    simple cells of regular columns (each column once) with valid values, key values of an
+    exactly round-tripping type, and liveness or a cell; and when no other change of the batch
+    touches its row or deletes in its partition. Whether its key is stored is for the caller
+    to ask (:meth:`StateStore.stored_keys`).
+
+    Returns:
+        The candidates, and every other change (in no particular order).
+    """
+    spec = _fresh_spec(table)
+    rest: list[RowChange] = []
+    if spec is None:
+        rest.extend(changes)
+        return FreshRows([], [], [], [], [], [], []), rest
+    row_kind = ChangeKind.ROW
+    names = spec.key_names
+    n_pk = spec.n_pk
+    checks = list(zip(names, spec.key_types, spec.key_encoders, strict=True))
+    regular = spec.regular
+    others = spec.others
+    n_regular = spec.n_regular
+    n_keys = len(names)
+    pk = b""
+    head = _VERSION_HEAD.pack  # (timestamp, rank LIVE, no local deletion time)
+    live_head = _LIVENESS.pack  # (timestamp, not expiring, no expiry, no TTL)
+    no_time = _u(0)
+    offset = _OFFSET
+    mask = _MASK
+    invalid = InvalidValue
+    empty = EMPTY
+    cands: list[RowChange] = []
+    keys: list[bytes] = []
+    pks: list[bytes] = []
+    key_values: list[list[Any]] = [[] for _ in names]
+    values: list[list[Any]] = [[] for _ in range(n_regular)]
+    versions: list[list[bytes | None]] = [[] for _ in range(n_regular)]
+    liveness: list[bytes | None] = []
+    # One row's values and versions while it is checked; appended column-wise once accepted.
+    # Per-row containers would be allocated (and tracked by the cyclic GC) a million times.
+    row_values: list[Any] = [None] * n_regular
+    row_versions: list[bytes | None] = [None] * n_regular
+    row_keys: list[Any] = [None] * len(names)
+    blank = [None] * n_regular
+    key_range = range(len(names))
+    regular_range = range(n_regular)
+    seen: dict[bytes, int] = {}  # row key → candidate index (-1: the key is not fresh)
+    dead: set[int] = set()
+    for ch in changes:
+        if ch.kind is not row_kind or ch.deletion_timestamp is not None or ch.liveness_ttl:
+            rest.append(ch)
+            continue
+        try:
+            pkd = ch.partition_key
+            key = b""
+            for i in key_range:
+                name, want, enc = checks[i]
+                if i == n_pk:
+                    pk = key
+                    pkd = ch.clustering
+                v = pkd[name]
+                if type(v) is not want:
+                    raise TypeError(name)
+                row_keys[i] = v
+                key += enc(v)
+            if n_keys == n_pk:
+                pk = key
+            lts = ch.liveness_timestamp
+            live = lts is not None
+            for cell in ch.cells:
+                slot = regular.get(cell.column)
+                if slot is None:
+                    if cell.column in others:
+                        raise TypeError(cell.column)
+                    continue  # not in the table (dropped): never visible
+                j, enc = slot
+                v = cell.value
+                if (
+                    cell.deleted
+                    or cell.ttl
+                    or cell.collection_deletion
+                    or row_versions[j] is not None
+                    or v is None
+                    or v is empty
+                    or type(v) is invalid
+                ):
+                    raise TypeError(cell.column)
+                row_versions[j] = head((cell.timestamp + offset) & mask, 0, no_time) + enc(v)
+                row_values[j] = v
+                live = True
+            if not live:
+                raise TypeError("no liveness and no live cell: the row does not exist")
+            first = seen.get(key)
+            if first is not None:
+                # A second change of the row: the general path merges them.
+                if first >= 0:
+                    dead.add(first)
+                    seen[key] = -1
+                raise TypeError("changed twice")
+        except Exception:  # anything unusual is the general path's to handle (or to report)
+            rest.append(ch)
+            row_values[:] = blank
+            row_versions[:] = blank
+            continue
+        seen[key] = len(keys)
+        cands.append(ch)
+        keys.append(key)
+        pks.append(pk)
+        for i in key_range:
+            key_values[i].append(row_keys[i])
+        for j in regular_range:
+            values[j].append(row_values[j])
+            versions[j].append(row_versions[j])
+        row_values[:] = blank
+        row_versions[:] = blank
+        liveness.append(None if lts is None else live_head((lts + offset) & mask, 0, no_time, 0))
+    # Rows the general path touches, and partitions it deletes in, are not fresh.
+    touched: set[bytes] = set()
+    deleting: set[bytes] = set()
+    for ch in rest:
+        if ch.kind is row_kind:
+            touched.add(
+                row_key(partition_bytes(table, ch.partition_key), clustering_bytes(table, ch.clustering))
+            )
+        elif ch.kind is ChangeKind.PARTITION_DELETE or ch.kind is ChangeKind.RANGE_DELETE:
+            deleting.add(encode_key(partition_bytes(table, ch.partition_key)))
+    if touched or deleting:
+        dead.update(
+            i for i, (k, p) in enumerate(zip(keys, pks, strict=True)) if k in touched or p in deleting
+        )
+    n = len(keys)
+    fresh = FreshRows(cands, keys, pks, key_values, values, versions, liveness)
+    if dead:
+        rest.extend(cands[i] for i in sorted(dead))
+        fresh = fresh.select([i for i in range(n) if i not in dead])
+    return fresh, rest
 
 
 def _copy(st: RowState) -> RowState:

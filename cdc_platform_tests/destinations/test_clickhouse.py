@@ -39,7 +39,7 @@ from cdc_platform.destinations.clickhouse.typemap import normal_type, quote_iden
 from cdc_platform.schema.cql import parse_schema
 from cdc_platform.schema.model import Table
 from cdc_platform.schema.values import Duration
-from cdc_platform_tests.conftest import CLICKHOUSE_TEST_USER
+from cdc_platform_tests.servers import CLICKHOUSE_TEST_USER
 from cdc_platform_tests.workloads import NOW, PLAIN, TABLE, plain_workloads, workloads
 
 # The choices an 18.16 server makes, forced on any server: no DateTime64, Date32, Map, Bool

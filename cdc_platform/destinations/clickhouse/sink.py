@@ -28,7 +28,9 @@ ts 5 one). So applying a batch reads the latest version of every row it touches 
 or ``argMax`` where the server has no ``FINAL``), merges it with the batch under Cassandra's
 rules (:func:`~cdc_platform.destinations.state.plan_batch`) and inserts the result as the
 next version (``_cdc_version`` = stored + 1, 1 for new rows); ReplacingMergeTree then only has
-to keep the latest version of each key, which it does.
+to keep the latest version of each key, which it does. Rows the batch creates (no stored
+version, no partition record; the keys are checked through a temporary table) skip the merge
+and are inserted column by column as version 1.
 
 ClickHouse has no transactions, so a batch is not atomic; it is idempotently re-appliable
 instead. Each inserted row version is ``stored ⊔ batch`` for its key, and the merge is a join
@@ -47,6 +49,7 @@ pool per destination.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import threading
 import time
@@ -88,6 +91,7 @@ from cdc_platform.destinations.clickhouse.typemap import (
 )
 from cdc_platform.destinations.state import (
     ClusteringOrder,
+    FreshRows,
     PartitionRecord,
     RowId,
     RowWrite,
@@ -519,8 +523,9 @@ class ClickHouseDestination(Destination):
             with self._lock(layout):
                 store = _Store(client, layout, self.name)
                 plan = plan_batch(table, changes, store)
+                store.write_fresh(plan.fresh)  # row tables before partition records
                 store.write(plan.rows, plan.partitions)
-                return len(plan.rows), len(plan.partitions)
+                return plan.row_count, len(plan.partitions)
 
         (rows, parts), retries = self._run("apply", table, batch or None, run)
         return ApplyResult(
@@ -785,6 +790,36 @@ class _Store:
             self._collect(out, self._by_keys(lay.static, "_cdc_pk", self._state_columns(True), statics), True)
         return out
 
+    def stored_keys(self, table: Table, keys: Sequence[bytes], pks: Sequence[bytes]) -> set[bytes]:
+        if not keys:
+            return set()
+        lay = self.layout
+        # The keys travel as a temporary table (one columnar insert), not as literals: a batch's
+        # keys would need dozens of queries under max_query_size. Any stored version counts,
+        # so no FINAL is needed. One name per destination table: writers of a table are serialised.
+        digest = hashlib.sha1(f"{lay.database}.{lay.main}".encode()).hexdigest()[:12]
+        staged = _q(f"_cdc_fresh_{digest}")
+        self.client.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {staged} (k String, p String)")
+        self.client.execute(f"TRUNCATE TABLE {staged}")
+        self.client.insert(staged, [("k", STRING), ("p", STRING)], [list(keys), list(pks)])
+        out = {
+            bytes(r[0])
+            for r in self.client.query(
+                f"SELECT DISTINCT `_cdc_key` FROM {lay.ident(lay.main)} WHERE `_cdc_key` IN (SELECT k FROM {staged})"
+            )
+        }
+        recorded = {
+            bytes(r[0])
+            for r in self.client.query(
+                f"SELECT DISTINCT `_cdc_pk` FROM {lay.ident(lay.partitions)} WHERE `_cdc_pk` IN (SELECT p FROM {staged})"
+            )
+        }
+        # Not in a ``finally``: after a connection loss the table is gone with the session.
+        self.client.execute(f"TRUNCATE TABLE {staged}")
+        if recorded:
+            out.update(k for k, p in zip(keys, pks, strict=True) if p in recorded)
+        return out
+
     def load_partition_rows(self, table: Table, pks: Sequence[Key] | None) -> dict[RowId, RowState]:
         lay = self.layout
         out: dict[RowId, RowState] = {}
@@ -846,6 +881,23 @@ class _Store:
             return
         data = [list(col) for col in zip(*rows, strict=True)]
         self.client.insert(self.layout.ident(target), columns, data)
+
+    def write_fresh(self, fresh: FreshRows | None) -> None:
+        """Inserts rows no stored version shares a key with (:func:`plan_batch` checked), as version 1."""
+        if not fresh:
+            return
+        lay = self.layout
+        n = len(fresh)
+        data: list[list[Any]] = [fresh.keys, fresh.pks]
+        for c, values in zip(lay.key_columns, fresh.key_values, strict=True):
+            convert = lay.mapped(lay.main, c).convert
+            data.append([convert(v) for v in values])
+        for c, values, versions in zip(self.table.regular, fresh.values, fresh.versions, strict=True):
+            convert = lay.mapped(lay.main, c).convert
+            data.append([convert(v) for v in values])
+            data.append(versions)
+        data += [fresh.liveness, [None] * n, [1] * n, [None] * n, [None] * n, [1] * n]
+        self.client.insert(lay.ident(lay.main), lay.main_columns(), data)
 
     def write(self, rows: list[RowWrite], partitions: list[tuple[Key, PartitionRecord]]) -> None:
         """Inserts the next versions: row tables first, partition records last (see the module doc)."""

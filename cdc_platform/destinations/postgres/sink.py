@@ -17,7 +17,9 @@ Per Cassandra table ``ks.t``, in schema ``ks``:
 A batch is applied in one transaction holding an advisory lock on the table: the keys it
 touches are loaded, merged with the batch under Cassandra's rules
 (:func:`~cdc_platform.destinations.state.plan_batch`), bulk-loaded with COPY into temporary
-staging tables and swapped in. Connection failures are retried with backoff; the whole
+staging tables and swapped in. Rows the batch creates (no stored row, no partition record)
+skip the merge and are COPYed straight into the table, column by column
+(:class:`~cdc_platform.destinations.postgres.copy.ColumnCopy`). Connection failures are retried with backoff; the whole
 transaction is replayed, which is safe because applying is idempotent.
 """
 
@@ -44,8 +46,10 @@ from cdc_platform.destinations.base import (
     RetryPolicy,
     check_supported,
 )
-from cdc_platform.destinations.postgres.typemap import copy_type, pg_type, pg_value
+from cdc_platform.destinations.postgres.copy import ColumnCopy
+from cdc_platform.destinations.postgres.typemap import copy_type, pg_column, pg_type, pg_value
 from cdc_platform.destinations.state import (
+    FreshRows,
     PartitionRecord,
     RowId,
     RowWrite,
@@ -410,8 +414,9 @@ class PostgresDestination(Destination):
             )
             store = _Store(conn, layout, self.name)
             plan = plan_batch(table, changes, store)
+            store.write_fresh(plan.fresh)
             store.write(plan.rows, plan.partitions)
-            return len(plan.rows), len(plan.partitions)
+            return plan.row_count, len(plan.partitions)
 
         (rows, parts), retries = self._run("apply", table, batch or None, transaction)
         return ApplyResult(
@@ -487,6 +492,10 @@ class PostgresDestination(Destination):
         return int(count)
 
 
+# Main-table columns a fresh row leaves NULL: no row deletion, no expiry, nothing to refresh.
+_FRESH_NULL = frozenset({"_cdc_deletion", "_cdc_expires_at", "_cdc_refresh_at"})
+
+
 def _lock_id(name: str) -> int:
     return int.from_bytes(hashlib.sha1(name.encode()).digest()[:8], "big", signed=True)
 
@@ -508,6 +517,7 @@ class _Store:
         t = self.table
         self.n_pk = len(t.partition_key)
         self.n_ck = len(t.clustering)
+        self._copier: ColumnCopy | None = None
 
     # StateStore ---------------------------------------------------------------------------
 
@@ -584,6 +594,24 @@ class _Store:
             for rec in self.conn.execute(query, (statics,)):
                 out[(decode_pk(rec[0], self.n_pk), None)] = self._row_state(rec, True)
         return out
+
+    def stored_keys(self, table: Table, keys: Sequence[bytes], pks: Sequence[bytes]) -> set[bytes]:
+        lay = self.layout
+        if not keys:
+            return set()
+        self.conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS _cdc_fresh (k bytea, p bytea) ON COMMIT DELETE ROWS"
+        )
+        self.conn.execute("TRUNCATE _cdc_fresh")
+        self._copy_columns(sql.SQL("_cdc_fresh (k, p)"), [list(keys), list(pks)])
+        # Without statistics the planner guesses the staged keys' count; with them it probes
+        # the primary key per staged row instead of scanning the whole table.
+        self.conn.execute("ANALYZE _cdc_fresh")
+        query = sql.SQL(
+            "SELECT w.k FROM _cdc_fresh w WHERE EXISTS (SELECT 1 FROM {} t WHERE t._cdc_key = w.k) "
+            "OR EXISTS (SELECT 1 FROM {} p WHERE p._cdc_pk = w.p)"
+        ).format(lay.ident(lay.main), lay.ident(lay.partitions))
+        return {bytes(r[0]) for r in self.conn.execute(query)}
 
     def load_partition_rows(self, table: Table, pks: Sequence[Key] | None) -> dict[RowId, RowState]:
         lay = self.layout
@@ -667,6 +695,40 @@ class _Store:
                 lay.ident(target), names, names, sql.Identifier(stage)
             )
         )
+
+    def _copy_columns(self, target: sql.Composable, columns: list[list[Any]]) -> None:
+        """COPYs dumped columns (:meth:`ColumnCopy.dump`) into ``target`` (a table and column list)."""
+        with self.conn.cursor().copy(sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(target)) as cp:
+            for chunk in self.copier.stream(columns):
+                cp.write(chunk)
+
+    @property
+    def copier(self) -> ColumnCopy:
+        if self._copier is None:
+            self._copier = ColumnCopy(self.conn)
+        return self._copier
+
+    def write_fresh(self, fresh: FreshRows | None) -> None:
+        """Inserts rows no stored row shares a key with (:func:`plan_batch` checked): one COPY."""
+        if not fresh:
+            return
+        lay = self.layout
+        t = self.table
+        dump = self.copier.dump
+        n = len(fresh)
+        columns: list[list[Any]] = [fresh.keys, fresh.pks]
+        for c, values in zip(lay.key_columns, fresh.key_values, strict=True):
+            columns.append(dump(copy_type(c.type), pg_column(c.type)(values)))
+        for c, values, versions in zip(t.regular, fresh.values, fresh.versions, strict=True):
+            columns.append(dump(copy_type(c.type), pg_column(c.type)(values)))
+            columns.append(versions)
+        columns.append(fresh.liveness)
+        columns.append(dump("bool", [True] * n))  # _cdc_exists; deletion, expiry, refresh stay NULL
+        names = [name for name, _ in lay.main_columns() if name not in _FRESH_NULL]
+        target = sql.SQL("{} ({})").format(
+            lay.ident(lay.main), sql.SQL(", ").join(sql.Identifier(c) for c in names)
+        )
+        self._copy_columns(target, columns)
 
     def write(self, rows: list[RowWrite], partitions: list[tuple[Key, PartitionRecord]]) -> None:
         lay = self.layout

@@ -197,3 +197,21 @@ def pg_value(t: CqlType) -> Callable[[Any], Any]:
 
 def _identity(v: Any) -> Any:
     return v
+
+
+@cache
+def pg_column(t: CqlType) -> Callable[[list[Any]], list[Any]]:
+    """:func:`pg_value` over a column of values that are ``None`` or valid (never ``EMPTY`` or invalid).
+
+    Scalars psycopg takes as they are come back unchanged, without a call per value.
+    """
+    if isinstance(t, NativeType) and t.name not in _SCALAR_VALUE:
+        return _same
+    if isinstance(t, NativeType) and t.name in ("ascii", "text"):
+        return lambda vs: [None if v is None or "\x00" in v else v for v in vs]
+    convert = pg_value(t)
+    return lambda vs: [None if v is None else convert(v) for v in vs]
+
+
+def _same(vs: list[Any]) -> list[Any]:
+    return vs

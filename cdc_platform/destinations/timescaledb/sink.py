@@ -970,8 +970,9 @@ class TimescaleDestination(PostgresDestination):
                 )
                 store = _Store(conn, state)
                 plan = plan_batch(table, changes, store)
+                store.write_fresh(plan.fresh)
                 store.write(plan.rows, plan.partitions)
-                state_rows, state_parts = len(plan.rows), len(plan.partitions)
+                state_rows, state_parts = plan.row_count, len(plan.partitions)
             return inserted, state_rows, state_parts
 
         (inserted, state_rows, state_parts), retries = self._run("apply", table, batch or None, transaction)
