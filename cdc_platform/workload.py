@@ -11,7 +11,7 @@ import decimal
 import ipaddress
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -413,6 +413,62 @@ DEFAULT_NODES = (
 )
 
 
+class NodeWriter:
+    """One simulated node writing its commit log into ``cdc_raw`` as Cassandra does, over time.
+
+    Mutations are appended to the active segment; every ``layout.mutations_per_sync``
+    mutations the segment is synced (its ``_cdc.idx`` offset grows); a full segment is closed
+    (``COMPLETED``) and the next one starts.
+    """
+
+    def __init__(
+        self, directory: Path, layout: NodeLayout, *, segment_size: int = 1 << 20, version: int = VERSION_40
+    ) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self.layout = layout
+        self.segment_size = segment_size
+        self.version = version
+        self.paths: list[Path] = []
+        self._segment_id = layout.segment_id_base
+        self._writer = self._open()
+        self._unsynced = 0
+
+    def _open(self) -> SegmentWriter:
+        writer = SegmentWriter(
+            self.directory,
+            self._segment_id,
+            version=self.version,
+            compression=self.layout.compression,
+            segment_size=self.segment_size,
+        )
+        self.paths.append(writer.path)
+        return writer
+
+    def append(self, mutations: Iterable[Mutation]) -> None:
+        for m in mutations:
+            try:
+                self._writer.add(m)
+            except SegmentFullError:
+                self._writer.close()
+                self._segment_id += 1
+                self._writer = self._open()
+                self._writer.add(m)
+                self._unsynced = 0
+            self._unsynced += 1
+            if self._unsynced >= self.layout.mutations_per_sync:
+                self.sync()
+
+    def sync(self) -> None:
+        """Makes everything appended durable (the index offset moves)."""
+        self._writer.sync()
+        self._unsynced = 0
+
+    def close(self) -> None:
+        """Finishes the active segment (``COMPLETED``), as a drained node does."""
+        self._writer.close()
+
+
 def write_node(
     directory: Path,
     mutations: list[Mutation],
@@ -427,35 +483,13 @@ def write_node(
     Segments fill up and are closed (``COMPLETED``) like Cassandra's; the last one stays
     open unless ``complete``.
     """
-    directory.mkdir(parents=True, exist_ok=True)
-    paths: list[Path] = []
-    seg_id = layout.segment_id_base
-    writer = SegmentWriter(
-        directory, seg_id, version=version, compression=layout.compression, segment_size=segment_size
-    )
-    pending = 0
-    for m in mutations:
-        try:
-            writer.add(m)
-        except SegmentFullError:
-            writer.close()
-            paths.append(writer.path)
-            seg_id += 1
-            writer = SegmentWriter(
-                directory, seg_id, version=version, compression=layout.compression, segment_size=segment_size
-            )
-            writer.add(m)
-            pending = 0
-        pending += 1
-        if pending >= layout.mutations_per_sync:
-            writer.sync()
-            pending = 0
+    writer = NodeWriter(directory, layout, segment_size=segment_size, version=version)
+    writer.append(mutations)
     if complete:
         writer.close()
     else:
         writer.sync()
-    paths.append(writer.path)
-    return paths
+    return writer.paths
 
 
 def write_cluster(

@@ -107,6 +107,14 @@ class Destination(abc.ABC):
     ) -> dict[Key, VisiblePartition]:
         """What Cassandra would return at ``now`` (seconds), for all partitions or some."""
 
+    def pending(self, table: Table, changes: Sequence[RowChange]) -> int:
+        """How many writes applying ``changes`` would still make (0: the destination contains them).
+
+        Reads only. Because applying is a join, a destination that loaded a batch contains it
+        from then on, whatever else it loaded since (replica copies, later writes).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot check containment")
+
     def fingerprint(self, table: Table, now: int, keys: Sequence[Key] | None = None) -> Fingerprint:
         from cdc_platform.destinations.state import fingerprint
 

@@ -532,6 +532,16 @@ class ClickHouseDestination(Destination):
             self.name, table.qualified_name, len(changes), rows, parts, time.perf_counter() - started, retries
         )
 
+    def pending(self, table: Table, changes: Sequence[RowChange]) -> int:
+        layout = self._layout(table)
+
+        def plan(client: ClickHouseClient) -> int:
+            p = plan_batch(table, changes, _Store(client, layout, self.name))
+            return p.row_count + len(p.partitions)
+
+        count, _ = self._run("check", table, None, plan)
+        return int(count)
+
     def read_state(
         self, table: Table, now: int, keys: Sequence[Key] | None = None
     ) -> dict[Key, VisiblePartition]:

@@ -1059,6 +1059,28 @@ class TimescaleDestination(PostgresDestination):
         self._state(table)
         return super().read_state(table, now, keys)
 
+    def pending(self, table: Table, changes: Sequence[RowChange]) -> int:
+        """Changes of the batch missing from the history, plus current-state writes if kept."""
+        missing = 0
+        if self.with_history and changes:
+            layout, _ = self._history(table)
+            ids = list({change_id(table, c) for c in changes})
+
+            def count(conn: psycopg.Connection[Any]) -> int:
+                row = conn.execute(
+                    sql.SQL(
+                        "SELECT count(DISTINCT _cdc_change_id) FROM {} WHERE _cdc_change_id = ANY(%s)"
+                    ).format(layout.ident()),
+                    (ids,),
+                ).fetchone()
+                return len(ids) - int(row[0] if row else 0)
+
+            missing, _ = self._run("check", table, None, count)
+        if self.with_current_state:
+            self._state(table)
+            missing += super().pending(table, changes)
+        return int(missing)
+
     def history(
         self,
         table: Table,
