@@ -24,6 +24,7 @@ DEFAULT_CONFIG = "config/pipeline.yaml"
 CONFIG_ENV = "CDC_PIPELINE_CONFIG"
 DESTINATION_KINDS = ("postgres", "timescaledb", "clickhouse")
 RETIREMENT_MODES = ("archive", "delete", "keep")
+EXECUTORS = ("in_process", "multiprocess")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -165,6 +166,7 @@ class PipelineConfig:
     retirement: RetirementConfig = field(default_factory=RetirementConfig)
     sensor: SensorConfig = field(default_factory=SensorConfig)
     checks: CheckConfig = field(default_factory=CheckConfig)
+    executor: str = "in_process"
 
     @property
     def tables(self) -> list[Table]:
@@ -285,6 +287,7 @@ class _Reader:
                 "retirement",
                 "sensor",
                 "checks",
+                "runs",
             },
         )
         if top.get("version") != 1:
@@ -340,7 +343,15 @@ class _Reader:
             retirement=self.retirement(top.get("retirement"), staging),
             sensor=self.sensor(top.get("sensor")),
             checks=self.checks(top.get("checks")),
+            executor=self.executor(top.get("runs")),
         )
+
+    def executor(self, value: Any) -> str:
+        m = self.mapping(value, "runs", {"executor"})
+        executor = m.get("executor", "in_process")
+        if executor not in EXECUTORS:
+            raise self.fail("runs.executor", f"{executor!r} is not one of {', '.join(EXECUTORS)}")
+        return str(executor)
 
     def schema(self, path: Path, key: str) -> Schema:
         try:
