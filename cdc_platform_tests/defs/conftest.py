@@ -15,6 +15,7 @@ from dagster import DagsterInstance, Definitions, instance_for_test
 from cdc_platform.changes.merge import Model
 from cdc_platform.defs import build_definitions
 from cdc_platform.defs.config import PipelineConfig
+from cdc_platform.defs.instance import dagster_storage_url
 from cdc_platform.defs.local import LocalDaemon
 from cdc_platform.masking import MaskingPolicy, SecretSource, TokenVault
 from cdc_platform.pipeline import decode_range, process_changes, render_state
@@ -145,7 +146,8 @@ def postgres_instance(postgres_url: str) -> Iterator[DagsterInstance]:
         conn.execute(f'CREATE DATABASE "{name}"')
     base, _, query = postgres_url.partition("?")
     url = f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
-    with instance_for_test(overrides={"storage": {"postgres": {"postgres_url": url}}}) as instance:
+    storage = {"postgres": {"postgres_url": dagster_storage_url(url)}}
+    with instance_for_test(overrides={"storage": storage}) as instance:
         yield instance
 
 
