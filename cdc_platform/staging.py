@@ -29,6 +29,7 @@ from cdc_platform.changes.records import RowChange
 from cdc_platform.schema.model import Table
 
 STAGES = ("decoded", "validated", "masked")
+REFS = "_refs"  # batch references between assets (cdc_platform.defs.assets.BatchRefIOManager)
 
 
 class StagingError(RuntimeError):
@@ -154,5 +155,21 @@ class StagingArea:
         return result
 
     def remove_segment(self, node: str, segment_id: int) -> None:
-        """Deletes every staged range of a retired segment."""
+        """Deletes every staged range of a retired segment (and its latest batch references)."""
         shutil.rmtree(self.segment_dir(node, segment_id), ignore_errors=True)
+        shutil.rmtree(self.root / REFS / "latest" / f"{node}_{segment_id}", ignore_errors=True)
+
+    def prune_run_refs(self, older_than: float) -> int:
+        """Deletes the batch references of runs last written before ``older_than`` (epoch seconds)."""
+        runs = self.root / REFS / "runs"
+        if not runs.is_dir():
+            return 0
+        removed = 0
+        for d in runs.iterdir():
+            try:
+                if d.stat().st_mtime < older_than:
+                    shutil.rmtree(d, ignore_errors=True)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed

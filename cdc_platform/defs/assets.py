@@ -52,7 +52,7 @@ from cdc_platform.defs.ledger import LEDGER_KEY, PARTITIONS_NAME, latest_entry
 from cdc_platform.defs.resources import CdcRawSource, destination_resource_key, source_resource_key
 from cdc_platform.scheduling import advance
 from cdc_platform.stages import compare_destinations, decode_stage, load_stage, mask_stage, validate_stage
-from cdc_platform.staging import BatchRef, StagingArea, StagingError
+from cdc_platform.staging import REFS, BatchRef, StagingArea, StagingError
 
 commitlog_segments = DynamicPartitionsDefinition(name=PARTITIONS_NAME)
 SENSOR_TAG = "dagster/sensor_name"
@@ -82,12 +82,12 @@ class BatchRefIOManager(ConfigurableIOManager):
     directory: str = Field(description="The staging directory.")
 
     def _run_path(self, run_id: str, key: AssetKey) -> Path:
-        return Path(self.directory) / "_refs" / "runs" / run_id / ("__".join(key.path) + ".json")
+        return Path(self.directory) / REFS / "runs" / run_id / ("__".join(key.path) + ".json")
 
     def _latest_path(self, partition: str, key: AssetKey) -> Path:
         return (
             Path(self.directory)
-            / "_refs"
+            / REFS
             / "latest"
             / partition.replace(":", "_")
             / ("__".join(key.path) + ".json")

@@ -113,8 +113,12 @@ def latest_entry(instance: DagsterInstance, key: str) -> LedgerEntry | None:
 
 
 def runs_in_flight(instance: DagsterInstance, prefix: str = "") -> set[str]:
-    """Partition keys (starting with ``prefix``) with a queued or running replicate run."""
-    records = instance.get_run_records(RunsFilter(job_name=REPLICATE_JOB, statuses=IN_FLIGHT))
+    """Partition keys (starting with ``prefix``) with a queued or running run.
+
+    Any job counts, not only ``replicate``: a materialization launched from the asset graph
+    in the UI runs as Dagster's implicit asset job.
+    """
+    records = instance.get_run_records(RunsFilter(statuses=IN_FLIGHT))
     out = set()
     for r in records:
         key = r.dagster_run.tags.get(PARTITION_TAG)
@@ -126,14 +130,12 @@ def runs_in_flight(instance: DagsterInstance, prefix: str = "") -> set[str]:
 def recent_failures(
     instance: DagsterInstance, ledger: dict[str, LedgerEntry], prefix: str = "", now: float | None = None
 ) -> dict[str, Failures]:
-    """Failed or canceled replicate runs per partition since its latest ledger entry (last day)."""
+    """Failed or canceled runs per partition since its latest ledger entry (last day, any job)."""
     now = time.time() if now is None else now
     import datetime as dt
 
     since = dt.datetime.fromtimestamp(now - FAILURE_LOOKBACK_SECONDS, tz=dt.UTC)
-    records = instance.get_run_records(
-        RunsFilter(job_name=REPLICATE_JOB, statuses=FAILED, updated_after=since), limit=5000
-    )
+    records = instance.get_run_records(RunsFilter(statuses=FAILED, updated_after=since), limit=5000)
     counts: dict[str, list[float]] = {}
     for r in records:
         key = r.dagster_run.tags.get(PARTITION_TAG)

@@ -221,6 +221,7 @@ def evaluate(
             )
         )
         pruned = _prune(instance, config, source, registered, {s.key for s in remaining}, now)
+        staging.prune_run_refs(now - config.retirement.retention_hours * 3600)
         if pruned:
             partition_requests.append(DeleteDynamicPartitionsRequest(PARTITIONS_NAME, pruned))
         state["gauge_at"] = now

@@ -48,7 +48,9 @@ def test_dagster_job_execute_replicates_a_directory(platform: Platform, tmp_path
     run_config = tmp_path / "run.yaml"
     directory = platform.root / "nodes" / "node1" / "cdc_raw"
     run_config.write_text(
-        yaml.safe_dump({"ops": {"replicate_segments": {"config": {"directory": str(directory), "node": "node1"}}}})
+        yaml.safe_dump(
+            {"ops": {"replicate_segments": {"config": {"directory": str(directory), "node": "node1"}}}}
+        )
     )
 
     first = _execute(platform, home, run_config)
@@ -75,7 +77,13 @@ def test_a_bad_directory_fails_the_run_with_a_clear_message(platform: Platform, 
     run_config = tmp_path / "run.yaml"
     run_config.write_text(
         yaml.safe_dump(
-            {"ops": {"replicate_segments": {"config": {"directory": str(tmp_path / "missing"), "node": "node1"}}}}
+            {
+                "ops": {
+                    "replicate_segments": {
+                        "config": {"directory": str(tmp_path / "missing"), "node": "node1"}
+                    }
+                }
+            }
         )
     )
     result = _execute(platform, home, run_config)
