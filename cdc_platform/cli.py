@@ -706,50 +706,66 @@ def dump(
 
 @main.command("demo")
 @click.option(
-    "--directory",
-    type=click.Path(file_okay=False),
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
     default=".cdc-demo",
     show_default=True,
-    help="Where the simulated nodes' cdc_raw directories are written.",
+    help="Everything the demo makes (recreated on each run): cdc_raw, databases, instance, keys.",
 )
-@click.option("--mutations", default=5000, show_default=True, help="Number of CQL statements to generate.")
-@click.option("--seed", default=7, show_default=True)
-def demo(directory: str, mutations: int, seed: int) -> None:
-    """Generate an e-commerce workload on three simulated nodes and decode it.
+@click.option("--mutations", default=3000, show_default=True, help="CQL statements written to each node.")
+@click.option("--waves", default=4, show_default=True, help="Written in this many waves, loaded after each.")
+@click.option("--seed", default=7, show_default=True, help="Workload random seed.")
+@click.option(
+    "--config-dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Where quality.yaml and masking.yaml are (default: the checkout's config/).",
+)
+@click.option("--ui", is_flag=True, help="Then start the Dagster UI on the same instance.")
+@click.option("--ui-only", is_flag=True, help="Start the UI on the last demo's instance, without a new run.")
+@click.option("--port", default=3000, show_default=True, help="Port of the Dagster UI.")
+def demo(
+    workdir: Path,
+    mutations: int,
+    waves: int,
+    seed: int,
+    config_dir: Path | None,
+    ui: bool,
+    ui_only: bool,
+    port: int,
+) -> None:
+    """Run the whole platform on an embedded default, with no external servers.
 
-    Writes commit log segments (plain, LZ4 and Zstd, one node each) with _cdc.idx files,
-    then decodes every node's segments and prints what was captured per table.
+    Embedded PostgreSQL (destination, TimescaleDB history fallback, quarantine and the Dagster
+    instance), chdb for ClickHouse; three simulated nodes write a shop workload with PII into
+    their cdc_raw directories; the Dagster sensors and runs decode, validate, mask and load
+    it; then a summary. Exit status 1 if a run or an error-severity check failed.
     """
-    import shutil
-    import time
+    from cdc_platform import demo as d
 
-    from cdc_platform.changes.records import changes_of_update
-    from cdc_platform.workload import ShopWorkload, write_cluster
-
-    base = Path(directory)
-    if base.exists():
-        shutil.rmtree(base)
-    workload = ShopWorkload(seed=seed)
-    generated = list(workload.mutations(mutations))
-    nodes = write_cluster(base, generated, segment_size=512 * 1024)
-    click.echo(f"wrote {mutations} mutations to {len(nodes)} nodes under {base}/")
-    for node, paths in nodes.items():
-        started = time.perf_counter()
-        per_table: Counter[str] = Counter()
-        entries = 0
-        for path in paths:
-            decoder = SegmentDecoder(path, workload.schema)
-            for item in decoder:
-                if not isinstance(item, DecodedEntry):
-                    continue
-                entries += 1
-                for update in item.mutation.updates:
-                    for change in changes_of_update(update, segment_id=decoder.report.segment_id, node=node):
-                        per_table[f"{change.keyspace}.{change.table} {change.operation}"] += 1
-        elapsed = time.perf_counter() - started
-        click.echo(f"{node}: {len(paths)} segments, {entries} entries decoded in {elapsed:.2f} s")
-        for key, count in sorted(per_table.items()):
-            click.echo(f"    {key:<40} {count:>7}")
+    if mutations < 1 or waves < 1 or waves > mutations:
+        raise click.UsageError("need 1 <= --waves <= --mutations")
+    try:
+        if ui_only:
+            setup = d.reopen(workdir)
+            sys.exit(d.serve_ui(setup, port=port, echo=click.echo))
+        setup = d.prepare(workdir, config_dir or d.CONFIG_DIR)
+        click.echo(
+            f"cdc_platform demo: {mutations} mutations on 3 nodes in {waves} waves; work directory {setup.workdir}"
+        )
+        click.echo(
+            "  embedded PostgreSQL (databases cdc, dagster), chdb, TimescaleDB fallback "
+            "(history tables in PostgreSQL, native partitioning)"
+        )
+        summary = d.run(setup, mutations=mutations, waves=waves, seed=seed, echo=click.echo)
+    except d.DemoError as exc:
+        _fail(str(exc))
+    click.echo(d.render(summary, setup))
+    failed = summary.failed_runs or summary.failed_errors
+    if ui:
+        d.serve_ui(setup, port=port, echo=click.echo)
+    if failed:
+        sys.exit(1)
 
 
 def _register_groups() -> None:

@@ -124,6 +124,7 @@ from cdc_platform.schema.types import CqlType, NativeType
 from cdc_platform.schema.values import InvalidValue
 
 log = logging.getLogger(__name__)
+_WARNED_NATIVE: set[tuple[str, str]] = set()  # (destination, schema) warned about the fallback
 
 # The generalized create_hypertable(relation, by_range(...)) interface appeared in 2.13; ON
 # CONFLICT DO NOTHING into compressed chunks in 2.11.
@@ -798,9 +799,10 @@ class TimescaleDestination(PostgresDestination):
         return None if row is None else str(row[0])
 
     def _warn_native(self, layout: HistoryLayout, version: str | None, available: bool) -> None:
-        if self._warned:
+        if self._warned or (self.name, layout.schema) in _WARNED_NATIVE:
             return
         self._warned = True
+        _WARNED_NATIVE.add((self.name, layout.schema))  # once per process, not once per run
         if version is None:
             why = "the timescaledb extension is not installed in this database" + (
                 " (it is available: CREATE EXTENSION timescaledb before the first load)"
@@ -1147,6 +1149,18 @@ class TimescaleDestination(PostgresDestination):
 
         result, _ = self._run("read history", table, None, read)
         return list(result)
+
+    def history_count(self, table: Table) -> int:
+        """How many changes the history holds for ``table`` (each unique change once)."""
+        layout, _ = self._need_history(table)
+        query = sql.SQL("SELECT count(*) FROM {}").format(layout.ident())
+
+        def count(conn: psycopg.Connection[Any]) -> int:
+            row = conn.execute(query).fetchone()
+            return int(row[0]) if row else 0
+
+        result, _ = self._run("count history", table, None, count)
+        return int(result)
 
     # -- maintenance ----------------------------------------------------------------------------
 
