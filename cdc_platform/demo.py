@@ -125,10 +125,55 @@ def _key_variables(masking_file: Path) -> list[str]:
     return names
 
 
+def destinations(pg_env: str, ts_env: str, ch_env: str, ch_prefix: str = "") -> list[dict[str, Any]]:
+    """The three destinations, by the variables holding their URLs; the history under ``hist_``."""
+    clickhouse: dict[str, Any] = {"name": "clickhouse", "kind": "clickhouse", "url_env": ch_env}
+    if ch_prefix:
+        clickhouse["schema_prefix"] = ch_prefix
+    return [
+        {"name": "postgres", "kind": "postgres", "url_env": pg_env},
+        {"name": "timescaledb", "kind": "timescaledb", "url_env": ts_env, "schema_prefix": "hist_"},
+        clickhouse,
+    ]
+
+
+def write_shop_pipeline(
+    root: Path,
+    destinations: list[dict[str, Any]],
+    *,
+    config_dir: Path = CONFIG_DIR,
+    header: str = "",
+    **overrides: Any,
+) -> Path:
+    """Writes ``shop.cql`` and ``pipeline.yaml`` for the simulated nodes into ``root``.
+
+    Each node's ``cdc_raw`` is ``root/nodes/<node>/cdc_raw``; staging and dead letters are
+    under ``root``; the quarantine shares the first destination's database; quality and
+    masking rules are ``config_dir``'s. ``overrides`` replace top-level keys.
+    """
+    (root / "shop.cql").write_text(SHOP_SCHEMA_CQL, encoding="utf-8")
+    data: dict[str, Any] = {
+        "version": 1,
+        "schema": "shop.cql",
+        "sources": [{"node": n.name, "cdc_raw": f"nodes/{n.name}/cdc_raw"} for n in DEFAULT_NODES],
+        "staging": "staging",
+        "dead_letter": "dead_letter",
+        "destinations": destinations,
+        "quarantine": {"url_env": destinations[0]["url_env"]},
+        "quality": str(config_dir / "quality.yaml"),
+        "masking": str(config_dir / "masking.yaml"),
+        **overrides,
+    }
+    path = root / "pipeline.yaml"
+    path.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
 def prepare(workdir: Path, config_dir: Path = CONFIG_DIR) -> DemoSetup:
     """Creates the work directory, starts the embedded PostgreSQL, writes every file."""
     from cdc_platform.defs.instance import create_database, embedded_postgres_url
 
+    config_dir = config_dir.resolve()
     quality, masking = config_dir / "quality.yaml", config_dir / "masking.yaml"
     for f in (quality, masking):
         if not f.is_file():
@@ -153,36 +198,14 @@ def prepare(workdir: Path, config_dir: Path = CONFIG_DIR) -> DemoSetup:
         path.chmod(0o600)
         env[name] = value
 
-    (workdir / "shop.cql").write_text(SHOP_SCHEMA_CQL, encoding="utf-8")
-    pipeline = {
-        "version": 1,
-        "schema": "shop.cql",
-        "sources": [{"node": n.name, "cdc_raw": f"nodes/{n.name}/cdc_raw"} for n in DEFAULT_NODES],
-        "staging": "staging",
-        "dead_letter": "dead_letter",
-        "destinations": [
-            {"name": "postgres", "kind": "postgres", "url_env": "CDC_POSTGRES_URL"},
-            {
-                "name": "timescaledb",
-                "kind": "timescaledb",
-                "url_env": "CDC_TIMESCALEDB_URL",
-                "schema_prefix": "hist_",
-            },
-            {"name": "clickhouse", "kind": "clickhouse", "url_env": "CDC_CLICKHOUSE_URL"},
-        ],
-        "quarantine": {"url_env": "CDC_POSTGRES_URL"},
-        "quality": str(quality),
-        "masking": str(masking),
-        "retirement": {"mode": "archive", "archive": "archive", "retention_hours": 168},
-        "sensor": {"interval_seconds": 5, "failure_backoff_seconds": 5, "gauge_interval_seconds": 0},
-    }
-    config_path = workdir / "pipeline.yaml"
-    config_path.write_text(
-        "# Written by cdc-platform demo (see config/pipeline.yaml for every option).\n"
-        + yaml.safe_dump(pipeline, sort_keys=False),
-        encoding="utf-8",
+    write_shop_pipeline(
+        workdir,
+        destinations("CDC_POSTGRES_URL", "CDC_TIMESCALEDB_URL", "CDC_CLICKHOUSE_URL"),
+        config_dir=config_dir,
+        header="# Written by cdc-platform demo (see config/pipeline.yaml for every option).\n",
+        retirement={"mode": "archive", "archive": "archive", "retention_hours": 168},
+        sensor={"interval_seconds": 5, "failure_backoff_seconds": 5, "gauge_interval_seconds": 0},
     )
-
     return _setup(workdir, server, env)
 
 

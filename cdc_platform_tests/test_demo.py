@@ -39,7 +39,13 @@ def test_demo_runs_the_platform_end_to_end(tmp_path: Path) -> None:
         (m[0], (int(m[1]), int(m[2]), int(m[3])))
         for m in re.findall(r"^\s+(shop\.\w+)\s+(\d+)\s+(\d+)\s+(\d+)$", out, re.M)
     )
-    assert set(rows) == {"shop.customers", "shop.orders", "shop.order_events", "shop.sessions", "shop.inventory"}
+    assert set(rows) == {
+        "shop.customers",
+        "shop.orders",
+        "shop.order_events",
+        "shop.sessions",
+        "shop.inventory",
+    }
     assert all(pg == ch for pg, ch, _ in rows.values()), rows
     assert rows["shop.customers"][0] > 0 and rows["shop.customers"][2] >= rows["shop.customers"][0]
     assert "tokenize     shop.customers.full_name" in out

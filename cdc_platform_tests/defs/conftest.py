@@ -9,18 +9,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from dagster import DagsterInstance, Definitions, instance_for_test
 
 from cdc_platform.changes.merge import Model
 from cdc_platform.defs import build_definitions
 from cdc_platform.defs.config import PipelineConfig
-from cdc_platform.defs.instance import dagster_storage_url
+from cdc_platform.defs.instance import create_database, dagster_storage_url
 from cdc_platform.defs.local import LocalDaemon
+from cdc_platform.demo import destinations as shop_destinations
+from cdc_platform.demo import write_shop_pipeline
 from cdc_platform.masking import MaskingPolicy, SecretSource, TokenVault
 from cdc_platform.pipeline import decode_range, process_changes, render_state
 from cdc_platform.quality import QualityConfig, Validator
-from cdc_platform.workload import DEFAULT_NODES, SHOP_SCHEMA_CQL, NodeWriter, ShopWorkload
+from cdc_platform.workload import DEFAULT_NODES, NodeWriter, ShopWorkload
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = 1_767_300_000  # after the workload: short TTLs have expired
@@ -87,25 +88,13 @@ class Platform:
 
 
 def write_config(root: Path, destinations: list[dict[str, Any]], **overrides: Any) -> Path:
-    (root / "shop.cql").write_text(SHOP_SCHEMA_CQL)
-    data: dict[str, Any] = {
-        "version": 1,
-        "schema": "shop.cql",
-        "sources": [{"node": n.name, "cdc_raw": f"nodes/{n.name}/cdc_raw"} for n in DEFAULT_NODES],
-        "staging": "staging",
-        "dead_letter": "dead_letter",
-        "destinations": destinations,
+    defaults: dict[str, Any] = {
         "quarantine": {"url_env": "CDC_TEST_PG_URL"},
-        "quality": str(REPO / "config" / "quality.yaml"),
-        "masking": str(REPO / "config" / "masking.yaml"),
         "retirement": {"mode": "archive", "archive": "archive", "retention_hours": 1},
         "sensor": {"failure_backoff_seconds": 0, "gauge_interval_seconds": 0},
         "checks": {"agreement_attempts": 2},
     }
-    data.update(overrides)
-    path = root / "pipeline.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    return write_shop_pipeline(root, destinations, config_dir=REPO / "config", **{**defaults, **overrides})
 
 
 @pytest.fixture()
@@ -117,16 +106,7 @@ def platform(
     env = {"CDC_TEST_PG_URL": database, "CDC_TEST_CH_URL": clickhouse_server_url, **MASK_KEYS}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    destinations = [
-        {"name": "postgres", "kind": "postgres", "url_env": "CDC_TEST_PG_URL"},
-        {
-            "name": "timescaledb",
-            "kind": "timescaledb",
-            "url_env": "CDC_TEST_PG_URL",
-            "schema_prefix": "hist_",
-        },
-        {"name": "clickhouse", "kind": "clickhouse", "url_env": "CDC_TEST_CH_URL", "schema_prefix": prefix},
-    ]
+    destinations = shop_destinations("CDC_TEST_PG_URL", "CDC_TEST_PG_URL", "CDC_TEST_CH_URL", prefix)
     config_path = write_config(tmp_path, destinations)
     p = Platform(tmp_path, config_path, env, ShopWorkload(seed=21))
     for layout in DEFAULT_NODES:
@@ -139,13 +119,7 @@ def platform(
 @pytest.fixture()
 def postgres_instance(postgres_url: str) -> Iterator[DagsterInstance]:
     """A Dagster instance whose run, event and schedule storage is the embedded PostgreSQL."""
-    import psycopg
-
-    name = f"dagster_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base, _, query = postgres_url.partition("?")
-    url = f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
+    url = create_database(postgres_url, "dagster")
     storage = {"postgres": {"postgres_url": dagster_storage_url(url)}}
     with instance_for_test(overrides={"storage": storage}) as instance:
         yield instance
