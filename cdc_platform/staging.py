@@ -154,6 +154,11 @@ class StagingArea:
         result: list[list[dict[str, Any]]] = json.loads(path.read_text(encoding="utf-8"))
         return result
 
+    @property
+    def ledger_cache(self) -> Path:
+        """Where the sensors keep parsed ledger entries between processes (a cache only)."""
+        return self.root / "_ledger_cache.json"
+
     def remove_segment(self, node: str, segment_id: int) -> None:
         """Deletes every staged range of a retired segment (and its latest batch references)."""
         shutil.rmtree(self.segment_dir(node, segment_id), ignore_errors=True)

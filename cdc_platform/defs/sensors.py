@@ -9,6 +9,8 @@ the ``cdc_raw`` gauge happen in the same tick; partition pruning and the gauge r
 
 # No `from __future__ import annotations`: Dagster checks the context annotation at runtime.
 import json
+import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,34 @@ from cdc_platform.staging import StagingArea
 CAPACITY_CHECK = "has_capacity"
 CRITICAL_FRACTION = 0.95
 DECODE_OP = "cdc__decoded"
+
+log = logging.getLogger(__name__)
+_pools_ready: set[str] = set()
+_pools_lock = threading.Lock()
+
+
+def ensure_pools(instance: DagsterInstance, pools: set[str]) -> None:
+    """Creates the destinations' pools (at the default limit) before any run needs them.
+
+    Otherwise the first steps of concurrent runs each create the pool, and on PostgreSQL the
+    losers fail: dagster-postgres's insert-then-update runs in a transaction the unique
+    violation has aborted. One sensor process creating them first avoids the race.
+    """
+    with _pools_lock:
+        pending = pools - _pools_ready
+        if not pending:
+            return
+        storage = instance.event_log_storage
+        if not storage.supports_global_concurrency_limits:
+            _pools_ready.update(pending)
+            return
+        existing = storage.get_concurrency_keys()
+        for pool in sorted(pending - existing):
+            try:
+                storage.initialize_concurrency_limit_to_default(pool)
+            except Exception as exc:  # another process made it first: fine
+                log.warning("could not create pool %s (%s); runs will create it", pool, exc)
+        _pools_ready.update(pending & storage.get_concurrency_keys())
 
 
 def cdc_raw_key(node: str) -> AssetKey:
@@ -152,6 +182,7 @@ def evaluate(
     now = time.time() if now is None else now
     state = json.loads(cursor) if cursor else {}
     node = source.node
+    ensure_pools(instance, {d.pool_name for d in config.destinations})
     prefix = f"{node}{cdc_raw.PARTITION_SEPARATOR}"
     try:
         states = source.scan()
@@ -159,7 +190,7 @@ def evaluate(
         raise FileNotFoundError(
             f"cdc_raw directory {source.directory} of node {node} does not exist"
         ) from None
-    ledger = read_ledger(instance, [s.key for s in states])
+    ledger = read_ledger(instance, [s.key for s in states], snapshot=staging.ledger_cache)
     running = runs_in_flight(instance, prefix)
     failures = recent_failures(instance, ledger, prefix, now)
     plan = plan_node(

@@ -14,7 +14,7 @@ from dagster import DagsterInstance, Definitions, instance_for_test
 from cdc_platform.changes.merge import Model
 from cdc_platform.defs import build_definitions
 from cdc_platform.defs.config import PipelineConfig
-from cdc_platform.defs.instance import create_database, dagster_storage_url
+from cdc_platform.defs.instance import create_database, dagster_storage_url, template
 from cdc_platform.defs.local import LocalDaemon
 from cdc_platform.demo import destinations as shop_destinations
 from cdc_platform.demo import write_shop_pipeline
@@ -121,7 +121,9 @@ def postgres_instance(postgres_url: str) -> Iterator[DagsterInstance]:
     """A Dagster instance whose run, event and schedule storage is the embedded PostgreSQL."""
     url = create_database(postgres_url, "dagster")
     storage = {"postgres": {"postgres_url": dagster_storage_url(url)}}
-    with instance_for_test(overrides={"storage": storage}) as instance:
+    # The project's run and pool limits (dagster.yaml), on a database of its own.
+    overrides = {"storage": storage, "concurrency": template()["concurrency"]}
+    with instance_for_test(overrides=overrides) as instance:
         yield instance
 
 

@@ -1,0 +1,112 @@
+"""The ledger cache snapshot: a new process reads few events, and never another instance's."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dagster import AssetMaterialization, DagsterInstance, instance_for_test
+
+from cdc_platform.defs import ledger
+from cdc_platform.scheduling import LedgerEntry
+
+KEYS = [f"node1:{1_767_225_600_000 + i}" for i in range(40)]
+
+
+def _load(instance: DagsterInstance, base: int) -> None:
+    for i, key in enumerate(KEYS):
+        for covered in (base + i, base + i + 1000):  # two ranges: the second is the latest
+            instance.report_runless_asset_event(
+                AssetMaterialization(
+                    asset_key=ledger.LEDGER_KEY,
+                    partition=key,
+                    metadata={"covered_to": covered, "completed": i % 2 == 0, "agreed": True},
+                )
+            )
+
+
+def _new_process() -> None:
+    """Forgets what this process parsed, as a restarted daemon has."""
+    ledger._cache.clear()
+    ledger._latest.clear()
+    ledger._snapshots_read.clear()
+
+
+@pytest.fixture()
+def fetched(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    calls: list[int] = []
+    real = ledger._fetch
+
+    def counting(instance: DagsterInstance, storage_ids: object) -> dict[int, LedgerEntry]:
+        ids = list(storage_ids)  # type: ignore[call-overload]
+        calls.extend(ids)
+        return real(instance, ids)
+
+    monkeypatch.setattr(ledger, "_fetch", counting)
+    _new_process()
+    yield calls
+    _new_process()
+
+
+def test_a_new_process_reads_the_snapshot_not_every_event(tmp_path: Path, fetched: list[int]) -> None:
+    snapshot = tmp_path / "staging" / "_ledger_cache.json"
+    with instance_for_test() as instance:
+        _load(instance, 0)
+        first = ledger.read_ledger(instance, KEYS, snapshot=snapshot)
+        assert {k: e.covered_to for k, e in first.items()} == {k: i + 1000 for i, k in enumerate(KEYS)}
+        assert len(fetched) == len(KEYS) and snapshot.exists()
+
+        _new_process()
+        fetched.clear()
+        assert ledger.read_ledger(instance, KEYS, snapshot=snapshot) == first
+        assert 0 < len(fetched) <= ledger._SNAPSHOT_SAMPLE + 1  # the verification sample only
+
+        # A newer range of one segment is read from the instance, and the snapshot follows.
+        instance.report_runless_asset_event(
+            AssetMaterialization(
+                asset_key=ledger.LEDGER_KEY,
+                partition=KEYS[0],
+                metadata={"covered_to": 5000, "completed": True, "agreed": True},
+            )
+        )
+        fetched.clear()
+        assert ledger.read_ledger(instance, KEYS, snapshot=snapshot)[KEYS[0]].covered_to == 5000
+        assert len(fetched) == 1
+        _new_process()
+        assert ledger.read_ledger(instance, KEYS, snapshot=snapshot)[KEYS[0]].covered_to == 5000
+
+
+def test_a_snapshot_of_another_instance_is_ignored(tmp_path: Path, fetched: list[int]) -> None:
+    snapshot = tmp_path / "_ledger_cache.json"
+    with instance_for_test() as one:
+        _load(one, 0)
+        ledger.read_ledger(one, KEYS, snapshot=snapshot)
+    _new_process()
+    # The same storage ids, other events: a new database behind the same staging directory.
+    with instance_for_test() as other:
+        _load(other, 7)
+        got = ledger.read_ledger(other, KEYS, snapshot=snapshot)
+        assert {k: e.covered_to for k, e in got.items()} == {k: i + 1007 for i, k in enumerate(KEYS)}
+
+
+def test_an_unreadable_snapshot_costs_time_only(tmp_path: Path, fetched: list[int]) -> None:
+    snapshot = tmp_path / "_ledger_cache.json"
+    snapshot.write_text("{not json")
+    with instance_for_test() as instance:
+        _load(instance, 0)
+        got = ledger.read_ledger(instance, KEYS, snapshot=snapshot)
+        assert len(got) == len(KEYS) and len(fetched) == len(KEYS)
+
+
+def test_sensors_create_the_pools_before_runs_race_for_them(postgres_instance: DagsterInstance) -> None:
+    from cdc_platform.defs.sensors import ensure_pools
+
+    pools = {"cdc_postgres_pooltest", "cdc_clickhouse_pooltest"}
+    storage = postgres_instance.event_log_storage
+    assert not pools & storage.get_concurrency_keys()
+    ensure_pools(postgres_instance, pools)
+    assert pools <= storage.get_concurrency_keys()
+    for pool in pools:
+        info = storage.get_concurrency_info(pool)
+        assert info.slot_count == 2  # dagster.yaml's concurrency.pools.default_limit
