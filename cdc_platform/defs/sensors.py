@@ -237,7 +237,8 @@ def evaluate(
     events: list[AssetObservation | AssetCheckEvaluation] = []
     pruned: list[str] = []
     if now - float(state.get("gauge_at", 0)) >= config.sensor.gauge_interval_seconds:
-        remaining = [s for s in states if s.key not in set(retired)]
+        gone = set(retired)
+        remaining = [s for s in states if s.key not in gone]
         metadata, passed, severity, _ = gauge(
             instance, source, remaining, plan, now, config.checks.cdc_raw_warn_fraction
         )
