@@ -1,8 +1,8 @@
 """A node's ``cdc_raw`` directory: what is there, what is durable, what can be retired.
 
 Plain file-system code, used by the Dagster sensors (and callable from a test without
-Dagster). Listing is cheap: one ``scandir`` and one small read per index file; segments are
-never opened.
+Dagster). Listing is cheap: one ``scandir``, one ``stat`` per index file and a read of those
+that changed; segments are never opened.
 
 Durability follows Cassandra:
 
@@ -26,6 +26,11 @@ from cdc_platform.commitlog.descriptor import CDC_INDEX_NAME, SEGMENT_NAME
 
 PARTITION_SEPARATOR = ":"
 _IDX_SUFFIXES = ("_cdc.idx", "-CDC.idx")
+# Index files read before, per directory: path → (mtime ns, size, text). Only files whose
+# modification time was at least STABLE_NS old when read are kept: any later rewrite then
+# carries a newer time, however coarse the file system's clock.
+_index_cache: dict[str, dict[str, tuple[int, int, str]]] = {}
+STABLE_NS = 1_000_000_000
 
 
 def partition_key(node: str, segment_id: int) -> str:
@@ -102,15 +107,57 @@ def scan(node: str, directory: Path) -> list[SegmentState]:
                 if m:
                     indexes[int(m.group(2))] = Path(entry.path)
     out: list[SegmentState] = []
+    previous = _index_cache.get(str(directory), {})
+    cache: dict[str, tuple[int, int, str]] = {}
     for segment_id in sorted(logs):
         version, path, st = logs[segment_id]
         idx = indexes.get(segment_id)
-        out.append(_state(node, segment_id, version, path, st, idx))
+        out.append(_state(node, segment_id, version, path, st, idx, previous, cache))
+    _index_cache[str(directory)] = cache  # files gone from the directory are forgotten
     return out
 
 
+def _read_index(
+    idx: Path, previous: dict[str, tuple[int, int, str]], cache: dict[str, tuple[int, int, str]]
+) -> tuple[str, float] | None:
+    """The index file's text and modification time (``None``: it is gone).
+
+    An unchanged file (same modification time and size as when it was last read, and stable
+    then) is not read again.
+    """
+    key = str(idx)
+    try:
+        before = idx.stat()
+    except FileNotFoundError:
+        return None
+    known = previous.get(key)
+    if known is not None and known[0] == before.st_mtime_ns and known[1] == before.st_size:
+        cache[key] = known
+        return known[2], before.st_mtime
+    try:
+        text = idx.read_text(encoding="ascii")
+        after = idx.stat()
+    except FileNotFoundError:
+        return None
+    if (
+        text.strip()
+        and after.st_mtime_ns == before.st_mtime_ns
+        and after.st_size == before.st_size
+        and time.time_ns() - after.st_mtime_ns >= STABLE_NS
+    ):
+        cache[key] = (after.st_mtime_ns, after.st_size, text)
+    return text, after.st_mtime
+
+
 def _state(
-    node: str, segment_id: int, version: int, path: Path, st: os.stat_result, idx: Path | None
+    node: str,
+    segment_id: int,
+    version: int,
+    path: Path,
+    st: os.stat_result,
+    idx: Path | None,
+    previous: dict[str, tuple[int, int, str]],
+    cache: dict[str, tuple[int, int, str]],
 ) -> SegmentState:
     if version <= 6 and idx is None:
         return SegmentState(node, segment_id, version, path, None, st.st_size, None, True, st.st_mtime)
@@ -118,11 +165,8 @@ def _state(
         return SegmentState(node, segment_id, version, path, None, st.st_size, 0, False, st.st_mtime)
     text, mtime = "", st.st_mtime
     for _ in range(5):  # Cassandra rewrites the file in place: an empty read is a rewrite in progress
-        try:
-            text = idx.read_text(encoding="ascii")
-            mtime = idx.stat().st_mtime
-        except FileNotFoundError:
-            text = ""
+        read = _read_index(idx, previous, cache)
+        text, mtime = read if read is not None else ("", mtime)
         if text.strip():
             break
         time.sleep(0.002)

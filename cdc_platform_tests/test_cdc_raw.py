@@ -87,3 +87,40 @@ def test_usage_counts_segment_bytes() -> None:
     use = cdc_raw.usage(states, 4)
     assert (use.bytes_used, use.capacity_bytes, use.segments) == (3 << 20, 4 << 20, 3)
     assert use.fraction == 0.75
+
+
+def test_scan_reads_only_index_files_that_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[str] = []
+    real = Path.read_text
+
+    def counting(self: Path, *args: object, **kwargs: object) -> str:
+        reads.append(self.name)
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "read_text", counting)
+    old = time.time() - 10
+    for i in (1, 2):
+        write(tmp_path, f"CommitLog-7-{i}.log")
+        write(tmp_path, f"CommitLog-7-{i}_cdc.idx", "100")
+        os.utime(tmp_path / f"CommitLog-7-{i}_cdc.idx", (old, old))
+    write(tmp_path, "CommitLog-7-3.log")
+    write(tmp_path, "CommitLog-7-3_cdc.idx", "300")  # being written: modified just now
+
+    assert [s.durable for s in cdc_raw.scan("n1", tmp_path)] == [100, 100, 300]
+    reads.clear()
+    assert [s.durable for s in cdc_raw.scan("n1", tmp_path)] == [100, 100, 300]
+    assert reads == ["CommitLog-7-3_cdc.idx"]  # stable files are not read again; a fresh one is
+
+    # Cassandra rewrites an index in place: a new time (or size) means a new read.
+    write(tmp_path, "CommitLog-7-1_cdc.idx", "900\nCOMPLETED")
+    reads.clear()
+    states = cdc_raw.scan("n1", tmp_path)
+    assert (states[0].durable, states[0].completed) == (900, True)
+    assert "CommitLog-7-1_cdc.idx" in reads
+
+    # A rewrite within the same clock tick as a read that was then too recent to trust.
+    index = tmp_path / "CommitLog-7-3_cdc.idx"
+    stamp = index.stat().st_mtime_ns
+    index.write_text("301")
+    os.utime(index, ns=(stamp, stamp))
+    assert cdc_raw.scan("n1", tmp_path)[2].durable == 301
