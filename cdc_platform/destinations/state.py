@@ -321,6 +321,35 @@ def shadow_of(
 RowId = tuple[Key, ClusteringKey | None]  # ck None = the static row
 
 
+def decode_row_id(raw_key: bytes, n_pk: int, n_ck: int) -> RowId:
+    """The row id of a stored regular row's ``_cdc_key`` (null components read as empty)."""
+    parts = decode_key(raw_key, n_pk + n_ck)
+    pk: Key = tuple(p if p is not None else b"" for p in parts[:n_pk])
+    return pk, tuple(parts[n_pk:])
+
+
+def decode_row_state(columns: Sequence[Column], record: Sequence[Any], static: bool) -> RowState:
+    """A stored row's reconciliation state.
+
+    ``record`` is the key, one state column per value column (``columns``, in order: a cell
+    version, or a collection state for multi-cell columns), then, for regular rows, the
+    liveness and the row deletion; ``None`` for what the row does not have.
+    """
+    st = RowState()
+    for c, raw in zip(columns, record[1 : 1 + len(columns)], strict=True):
+        if raw is None:
+            continue
+        if c.type.is_multicell:
+            st.collections[c.name] = decode_collection(raw)
+        else:
+            st.cells[c.name] = decode_version(raw)
+    if not static:
+        lv, dl = record[1 + len(columns)], record[2 + len(columns)]
+        st.liveness = decode_liveness(lv) if lv is not None else None
+        st.deletion = decode_deletion(dl) if dl is not None else None
+    return st
+
+
 @dataclass
 class RowWrite:
     pk: Key

@@ -95,13 +95,11 @@ from cdc_platform.destinations.state import (
     PartitionRecord,
     RowId,
     RowWrite,
-    decode_collection,
     decode_deletion,
-    decode_key,
-    decode_liveness,
     decode_pk,
     decode_ranges,
-    decode_version,
+    decode_row_id,
+    decode_row_state,
     encode_collection,
     encode_deletion,
     encode_key,
@@ -759,25 +757,10 @@ class _Store:
         return ["_cdc_key", *cols, "_cdc_liveness", "_cdc_deletion", "_cdc_version"]
 
     def _row_state(self, record: Sequence[Any], static: bool) -> RowState:
-        st = RowState()
-        columns = self.layout.value_columns(static)
-        for c, raw in zip(columns, record[1 : 1 + len(columns)], strict=True):
-            if raw is None:
-                continue
-            if c.type.is_multicell:
-                st.collections[c.name] = decode_collection(raw)
-            else:
-                st.cells[c.name] = decode_version(raw)
-        if not static:
-            lv, dl = record[1 + len(columns)], record[2 + len(columns)]
-            st.liveness = decode_liveness(lv) if lv is not None else None
-            st.deletion = decode_deletion(dl) if dl is not None else None
-        return st
+        return decode_row_state(self.layout.value_columns(static), record, static)
 
     def _rid(self, raw_key: bytes) -> RowId:
-        parts = decode_key(raw_key, self.n_pk + self.n_ck)
-        pk: Key = tuple(p if p is not None else b"" for p in parts[: self.n_pk])
-        return pk, tuple(parts[self.n_pk :])
+        return decode_row_id(raw_key, self.n_pk, self.n_ck)
 
     def _collect(self, out: dict[RowId, RowState], records: Iterable[tuple[Any, ...]], static: bool) -> None:
         lay = self.layout

@@ -53,13 +53,11 @@ from cdc_platform.destinations.state import (
     PartitionRecord,
     RowId,
     RowWrite,
-    decode_collection,
     decode_deletion,
-    decode_key,
-    decode_liveness,
     decode_pk,
     decode_ranges,
-    decode_version,
+    decode_row_id,
+    decode_row_state,
     encode_collection,
     encode_deletion,
     encode_key,
@@ -245,14 +243,7 @@ class PostgresDestination(Destination):
     def _ensure(self, conn: psycopg.Connection[Any], layout: Layout) -> list[str]:
         t = layout.table
         conn.execute(sql.SQL("SELECT pg_advisory_xact_lock(%s)"), (_lock_id(f"schema:{layout.schema}"),))
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(META_SCHEMA)))
-        conn.execute(
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {}.schema_history ("
-                "id bigserial PRIMARY KEY, destination text NOT NULL, keyspace text NOT NULL, "
-                '"table" text NOT NULL, change text NOT NULL, at timestamptz NOT NULL DEFAULT now())'
-            ).format(sql.Identifier(META_SCHEMA))
-        )
+        self._ensure_schema_history(conn)
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(layout.schema)))
         changes: list[str] = []
         tables = [
@@ -305,6 +296,23 @@ class PostgresDestination(Destination):
             self._create_view(conn, layout)
             if changes:
                 changes.append(f"recreated view {layout.schema}.{layout.current}")
+        self._record_schema_changes(conn, t, changes)
+        return changes
+
+    @staticmethod
+    def _ensure_schema_history(conn: psycopg.Connection[Any]) -> None:
+        """Creates ``cdc_meta.schema_history`` (shared by every destination in the database)."""
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(META_SCHEMA)))
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {}.schema_history ("
+                "id bigserial PRIMARY KEY, destination text NOT NULL, keyspace text NOT NULL, "
+                '"table" text NOT NULL, change text NOT NULL, at timestamptz NOT NULL DEFAULT now())'
+            ).format(sql.Identifier(META_SCHEMA))
+        )
+
+    def _record_schema_changes(self, conn: psycopg.Connection[Any], t: Table, changes: list[str]) -> None:
+        """Appends what changed to the destination's schema history (``cdc_meta.schema_history``)."""
         for change in changes:
             conn.execute(
                 sql.SQL(
@@ -312,7 +320,6 @@ class PostgresDestination(Destination):
                 ).format(sql.Identifier(META_SCHEMA)),
                 (self.name, t.keyspace, t.name, change),
             )
-        return changes
 
     @staticmethod
     def _existing_columns(conn: psycopg.Connection[Any], schema: str, table: str) -> dict[str, str]:
@@ -560,25 +567,10 @@ class _Store:
         return sql.SQL(", ").join(head + cols + tail)
 
     def _row_state(self, record: Sequence[Any], static: bool) -> RowState:
-        st = RowState()
-        columns = self.layout.value_columns(static)
-        for c, raw in zip(columns, record[1 : 1 + len(columns)], strict=True):
-            if raw is None:
-                continue
-            if c.type.is_multicell:
-                st.collections[c.name] = decode_collection(raw)
-            else:
-                st.cells[c.name] = decode_version(raw)
-        if not static:
-            lv, dl = record[1 + len(columns)], record[2 + len(columns)]
-            st.liveness = decode_liveness(lv) if lv is not None else None
-            st.deletion = decode_deletion(dl) if dl is not None else None
-        return st
+        return decode_row_state(self.layout.value_columns(static), record, static)
 
     def _rid(self, raw_key: bytes) -> RowId:
-        parts = decode_key(raw_key, self.n_pk + self.n_ck)
-        pk: Key = tuple(p if p is not None else b"" for p in parts[: self.n_pk])
-        return pk, tuple(parts[self.n_pk :])
+        return decode_row_id(raw_key, self.n_pk, self.n_ck)
 
     def load_rows(self, table: Table, ids: Sequence[RowId]) -> dict[RowId, RowState]:
         lay = self.layout

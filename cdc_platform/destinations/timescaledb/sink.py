@@ -680,15 +680,7 @@ class TimescaleDestination(PostgresDestination):
     @staticmethod
     def _ensure_meta(conn: psycopg.Connection[Any]) -> None:
         meta = sql.Identifier(META_SCHEMA)
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(meta))
-        # The same definition as PostgresDestination._ensure (which creates it when state is kept).
-        conn.execute(
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {}.schema_history ("
-                "id bigserial PRIMARY KEY, destination text NOT NULL, keyspace text NOT NULL, "
-                '"table" text NOT NULL, change text NOT NULL, at timestamptz NOT NULL DEFAULT now())'
-            ).format(meta)
-        )
+        PostgresDestination._ensure_schema_history(conn)
         # Which Cassandra columns each history table has recorded, to report what evolved.
         conn.execute(
             sql.SQL(
@@ -771,13 +763,7 @@ class TimescaleDestination(PostgresDestination):
         if partitioned:
             self._warn_native(layout, version, available)
         changes += self._record_columns(conn, t, created=not existing)
-        for change in changes:
-            conn.execute(
-                sql.SQL(
-                    'INSERT INTO {}.schema_history (destination, keyspace, "table", change) VALUES (%s, %s, %s, %s)'
-                ).format(sql.Identifier(META_SCHEMA)),
-                (self.name, t.keyspace, t.name, change),
-            )
+        self._record_schema_changes(conn, t, changes)
         return changes, partitioned
 
     def _describe_hypertable(self) -> str:
