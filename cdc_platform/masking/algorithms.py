@@ -41,6 +41,7 @@ from typing import Any, ClassVar, NoReturn
 
 from cdc_platform.masking.secrets import SecretKey
 from cdc_platform.masking.vault import TOKEN, VaultCipher
+from cdc_platform.schema.render import civil_from_days
 from cdc_platform.schema.types import CqlType, NativeType
 
 TEXT_TYPES = frozenset({"text", "ascii"})
@@ -74,21 +75,8 @@ def _text(value: Any, algorithm: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Calendar arithmetic on day counts (exact for every int, like the decoder's values)
-
-
-def civil_from_days(days: int) -> tuple[int, int, int]:
-    """Proleptic Gregorian (year, month, day) of a day count since 1970-01-01."""
-    z = days + 719_468
-    era = z // 146_097
-    doe = z - era * 146_097
-    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
-    y = yoe + era * 400
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    d = doy - (153 * mp + 2) // 5 + 1
-    m = mp + 3 if mp < 10 else mp - 9
-    return (y + 1 if m <= 2 else y), m, d
+# Calendar arithmetic on day counts (exact for every int, like the decoder's values); the
+# other direction is cdc_platform.schema.render.civil_from_days.
 
 
 def days_from_civil(y: int, m: int, d: int) -> int:

@@ -138,7 +138,7 @@ def _to_scientific(text: str) -> str:
 _GREGORIAN_CUTOVER_MS = -12_219_292_800_000  # 1582-10-15T00:00:00Z
 
 
-def _civil_from_days(days: int) -> tuple[int, int, int]:
+def civil_from_days(days: int) -> tuple[int, int, int]:
     """Proleptic Gregorian (year, month, day) of a day count since 1970-01-01."""
     z = days + 719_468
     era = z // 146_097
@@ -169,7 +169,7 @@ def format_timestamp(ms: int) -> str:
     """``yyyy-MM-dd HH:mm:ss.SSSZ`` in UTC, as Java's ``SimpleDateFormat`` prints it."""
     days, rem = divmod(ms, 86_400_000)
     if ms >= _GREGORIAN_CUTOVER_MS:
-        y, mo, d = _civil_from_days(days)
+        y, mo, d = civil_from_days(days)
     else:
         y, mo, d = _julian_from_days(days)
     if y <= 0:
@@ -182,7 +182,7 @@ def format_timestamp(ms: int) -> str:
 
 def format_date(days: int) -> str:
     """ISO local date of a day count since 1970-01-01 (``+`` for years over 9999)."""
-    y, m, d = _civil_from_days(days)
+    y, m, d = civil_from_days(days)
     if y > 9999:
         year = f"+{y}"
     elif y < 0:
