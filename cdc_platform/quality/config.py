@@ -115,7 +115,7 @@ class TableQuality:
                 "severity": self.severity.value,
                 "write_timestamps": self.write_timestamps,
                 "rules": [
-                    [r.expectation, r.severity.value, r.description, r.value_class, _jsonable(r.kwargs)]
+                    [r.expectation, r.severity.value, r.description, r.value_class, jsonable(r.kwargs)]
                     for r in self.rules
                 ],
             },
@@ -302,11 +302,12 @@ def _rule(entry: Any, source: str, where: str) -> Rule:
     )
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """Expectation arguments as JSON values (dates as ISO text, tuples as lists)."""
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, dt.date | dt.datetime):
         return value.isoformat()
     return value

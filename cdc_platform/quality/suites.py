@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cdc_platform.quality.config import MS_PER_DAY, QualityConfigError, Rule, Severity, TableQuality
+from cdc_platform.quality.config import MS_PER_DAY, QualityConfigError, Rule, Severity, TableQuality, jsonable
 from cdc_platform.quality.frame import (
     INTEGER_RANGES,
     KIND_COLUMN,
@@ -115,7 +115,7 @@ class ExpectationSpec:
     def identity(self) -> list[Any]:
         return [
             self.expectation,
-            _jsonable(self.kwargs),
+            jsonable(self.kwargs),
             self.column,
             self.severity.value,
             self.value_class,
@@ -330,16 +330,6 @@ def run_parameters(settings: TableQuality, now_ms: int) -> dict[str, int]:
     """The expectation parameters of one run: the plausible window as of ``now_ms``."""
     low, high = settings.timestamps.bounds_ms(now_ms)
     return {TIMESTAMP_MIN: low, TIMESTAMP_MAX: high, WRITE_TIME_MIN: low * 1000, WRITE_TIME_MAX: high * 1000}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dt.date | dt.datetime):
-        return value.isoformat()
-    return value
 
 
 def suite_key(layout: FrameLayout, specs: list[ExpectationSpec]) -> str:
