@@ -53,16 +53,6 @@ class DemoSetup:
     config_path: Path
     home: Path
     env: dict[str, str]
-    key_names: list[str]  # variables holding the masking keys (values only in env)
-
-
-@dataclass
-class WaveReport:
-    label: str
-    mutations: int
-    runs: int
-    failed: int
-    seconds: float
 
 
 @dataclass
@@ -72,8 +62,7 @@ class DemoSummary:
     quarantined: dict[str, int] = field(default_factory=dict)
     masked: dict[str, str] = field(default_factory=dict)  # ks.table.column → algorithm
     checks: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # → [passed, failed]
-    failed_checks: list[str] = field(default_factory=list)
-    failed_errors: int = 0  # failed evaluations of ERROR severity: wrong data
+    failed_errors: list[str] = field(default_factory=list)  # failed ERROR checks: wrong data
     lags: list[float] = field(default_factory=list)
     segments: int = 0
     retired: int = 0
@@ -233,7 +222,6 @@ def run(
         s.node: NodeWriter(s.cdc_raw, layout, segment_size=segment_size)
         for s, layout in zip(config.sources, DEFAULT_NODES, strict=True)
     }
-    reports: list[WaveReport] = []
     log_path = setup.workdir / "demo.log"
     echo(f"  Dagster's console log (runs, sensor ticks, warnings): {log_path}")
     with (
@@ -247,17 +235,10 @@ def run(
             started = time.perf_counter()
             write()
             outcomes = daemon.run_until_idle(max_ticks=1000)
-            report = WaveReport(
-                label,
-                count,
-                len(outcomes),
-                sum(not o.success for o in outcomes),
-                time.perf_counter() - started,
-            )
-            reports.append(report)
-            failed = f", {report.failed} FAILED" if report.failed else ""
+            failures = sum(not o.success for o in outcomes)
+            failed = f", {failures} FAILED" if failures else ""
             echo(
-                f"  {label}: {report.runs} runs{failed} in {report.seconds:.1f} s"
+                f"  {label}: {len(outcomes)} runs{failed} in {time.perf_counter() - started:.1f} s"
                 + (f" ({count} mutations on each node)" if count else "")
             )
 
@@ -317,10 +298,8 @@ def summarize(
             key = (ev.asset_key.to_user_string(), ev.check_name)
             counts = summary.checks.setdefault(key, [0, 0])
             counts[0 if ev.passed else 1] += 1
-            if not ev.passed:
-                severity = getattr(ev.severity, "value", str(ev.severity))
-                summary.failed_checks.append(f"{key[0]} {key[1]} {severity} (run {outcome.run_id[:8]})")
-                summary.failed_errors += severity == "ERROR"
+            if not ev.passed and getattr(ev.severity, "value", str(ev.severity)) == "ERROR":
+                summary.failed_errors.append(f"{key[0]} {key[1]} (run {outcome.run_id[:8]})")
         for mat in instance.all_logs(outcome.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
             materialization = mat.dagster_event.event_specific_data.materialization
             if materialization.asset_key == LEDGER_KEY and "lag_seconds" in materialization.metadata:
@@ -369,7 +348,7 @@ def render(summary: DemoSummary, setup: DemoSetup) -> str:
         if check == "passes_quality_rules" and failed[check]:
             status += " (WARN: batches with rows the rules rejected, quarantined)"
         lines.append(f"  {check:<24} {per_check[check]:>5} evaluations, {status}")
-    errors = [f for f in summary.failed_checks if " ERROR " in f]
+    errors = summary.failed_errors
     for failure in errors[:10]:
         lines.append(f"    failed: {failure}")
     if len(errors) > 10:
@@ -441,25 +420,20 @@ def reopen(workdir: Path) -> DemoSetup:
     return _setup(workdir, embedded_postgres_url(workdir / "postgres"), keys)
 
 
-def _database(server_url: str, name: str) -> str:
-    base, _, query = server_url.partition("?")
-    return f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
-
-
 def _setup(workdir: Path, server_url: str, keys: dict[str, str]) -> DemoSetup:
     """Writes the instance's ``dagster.yaml`` (the server's socket directory may change
     between starts); returns the environment of the runs."""
-    from cdc_platform.defs.instance import write_dagster_home
+    from cdc_platform.defs.instance import database_url, write_dagster_home
 
     # chdb is embedded: one process at a time may open its directory, so runs launched from
     # the UI (one process each) must not overlap.
     home = workdir / "dagster_home"
     instance_env, _ = write_dagster_home(
         home,
-        _database(server_url, "dagster"),
+        database_url(server_url, "dagster"),
         overrides={"concurrency": {"runs": {"max_concurrent_runs": 1}}},
     )
-    cdc_url = _database(server_url, "cdc")
+    cdc_url = database_url(server_url, "cdc")
     config_path = workdir / "pipeline.yaml"
     env = {
         **keys,
@@ -469,4 +443,4 @@ def _setup(workdir: Path, server_url: str, keys: dict[str, str]) -> DemoSetup:
         "CDC_TIMESCALEDB_URL": cdc_url,
         "CDC_CLICKHOUSE_URL": f"chdb://{workdir / 'chdb'}",
     }
-    return DemoSetup(workdir, config_path, home, env, sorted(keys))
+    return DemoSetup(workdir, config_path, home, env)

@@ -40,15 +40,9 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture()
 def database(postgres_url: str) -> str:
     """A database of its own on the test server (``cdc_meta`` tables have fixed names)."""
-    import uuid
+    from cdc_platform.defs.instance import create_database
 
-    import psycopg
-
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base, _, query = postgres_url.partition("?")
-    return f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
+    return create_database(postgres_url, "t")
 
 
 @pytest.fixture()

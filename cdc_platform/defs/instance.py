@@ -65,6 +65,11 @@ def create_database(server_url: str, prefix: str, *, name: str | None = None) ->
     name = name or f"{prefix}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
+    return database_url(server_url, name)
+
+
+def database_url(server_url: str, name: str) -> str:
+    """The server URL with its database replaced by ``name`` (same host, user and query)."""
     base, _, query = server_url.partition("?")
     return f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
 
