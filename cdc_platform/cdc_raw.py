@@ -56,7 +56,7 @@ class SegmentState:
 
     Attributes:
         durable: the offset up to which entries are durable (``None``: the whole file, for
-            version 6 segments).
+            version 6 segments and segments whose index says ``COMPLETED``).
         completed: Cassandra finished the segment (``COMPLETED`` in its index, or version 6).
         updated_at: when the durable range last grew (the index file's, else the segment's,
             modification time), for lag measurements.
@@ -176,9 +176,10 @@ def _state(
         index = parse_cdc_index(text, idx)
     except CdcIndexError as exc:
         return SegmentState(node, segment_id, version, path, idx, st.st_size, 0, False, mtime, str(exc))
-    return SegmentState(
-        node, segment_id, version, path, idx, st.st_size, index.offset, index.completed, mtime
-    )
+    # A COMPLETED segment is read to its end: after a crash replay Cassandra writes the file
+    # length as the offset, which for compressed and encrypted segments is not a logical position.
+    durable = None if index.completed and index.offset > 0 else index.offset
+    return SegmentState(node, segment_id, version, path, idx, st.st_size, durable, index.completed, mtime)
 
 
 def find_segment(directories: list[Path], segment_id: int) -> Path | None:

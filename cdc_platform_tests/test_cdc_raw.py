@@ -35,7 +35,9 @@ def test_scan_reads_durability_as_cassandra_writes_it(tmp_path: Path) -> None:
     states = {s.segment_id: s for s in cdc_raw.scan("n1", tmp_path)}
     assert [s.segment_id for s in cdc_raw.scan("n1", tmp_path)] == [9, 10, 11, 12, 13, 14]
     assert (states[10].durable, states[10].completed) == (4096, False)
-    assert (states[11].durable, states[11].completed) == (8192, True)
+    # COMPLETED: read to the end (after a crash replay the offset is the file length, not a
+    # logical position of a compressed segment).
+    assert (states[11].durable, states[11].completed) == (None, True)
     assert (states[12].durable, states[12].completed, states[12].has_durable_data) == (0, False, False)
     assert (states[9].durable, states[9].completed, states[9].has_durable_data) == (None, True, True)
     assert states[13].durable == 0 and states[13].index_error is None
@@ -115,7 +117,7 @@ def test_scan_reads_only_index_files_that_changed(tmp_path: Path, monkeypatch: p
     write(tmp_path, "CommitLog-7-1_cdc.idx", "900\nCOMPLETED")
     reads.clear()
     states = cdc_raw.scan("n1", tmp_path)
-    assert (states[0].durable, states[0].completed) == (900, True)
+    assert (states[0].durable, states[0].completed) == (None, True)
     assert "CommitLog-7-1_cdc.idx" in reads
 
     # A rewrite within the same clock tick as a read that was then too recent to trust.
@@ -124,3 +126,46 @@ def test_scan_reads_only_index_files_that_changed(tmp_path: Path, monkeypatch: p
     index.write_text("301")
     os.utime(index, ns=(stamp, stamp))
     assert cdc_raw.scan("n1", tmp_path)[2].durable == 301
+
+
+def test_a_completed_compressed_segment_is_read_to_its_end(tmp_path: Path) -> None:
+    """After a crash replay Cassandra marks a segment ``COMPLETED`` with its file length, which
+    for a compressed segment lies before the logical positions of its last entries."""
+    import uuid
+
+    from cdc_platform.commitlog.model import Cell, Liveness, Mutation, PartitionUpdate, Row
+    from cdc_platform.commitlog.segment import DecodedEntry, SegmentDecoder
+    from cdc_platform.commitlog.writer import SegmentWriter
+    from cdc_platform.defs.assets import DecodeRange, _resolve_range
+    from cdc_platform.schema.model import Column, ColumnKind, Schema, Table
+    from cdc_platform.schema.types import native
+
+    table = Table(
+        "ks",
+        "t",
+        uuid.uuid4(),
+        [
+            Column("k", native("bigint"), ColumnKind.PARTITION_KEY),
+            Column("v", native("blob"), ColumnKind.REGULAR),
+        ],
+    )
+    schema = Schema()
+    schema.add_table(table)
+    writer = SegmentWriter(tmp_path, 1_700_000_000_000, compression="lz4", segment_size=1 << 20)
+    for n in range(200):
+        row = Row((), Liveness(1_000 + n), None, (Cell(table.column("v"), 1_000 + n, b"x" * 500),))
+        writer.add(Mutation((PartitionUpdate(table, n.to_bytes(8, "big"), unfiltereds=(row,)),)))
+    writer.close()
+    size = writer.path.stat().st_size
+    writer.index_path.write_text(f"{size}\nCOMPLETED")
+    everything = [e for e in SegmentDecoder(writer.path, schema) if isinstance(e, DecodedEntry)]
+    assert len(everything) == 200 and everything[-1].entry_location > size  # the premise
+
+    (state,) = cdc_raw.scan("n1", tmp_path)
+    assert (state.durable, state.completed) == (None, True)
+    start, end, completed, _ = _resolve_range(writer.path, DecodeRange())
+    assert (start, end, completed) == (0, None, True)
+    read = [
+        e for e in SegmentDecoder(writer.path, schema, start=start, end=end) if isinstance(e, DecodedEntry)
+    ]
+    assert len(read) == 200
