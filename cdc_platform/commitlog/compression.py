@@ -4,6 +4,8 @@
 - Snappy: a raw Snappy block (not the framing format).
 - Deflate: ``java.util.zip.Deflater`` defaults, i.e. a zlib (RFC 1950) stream.
 - Zstd: a standard Zstandard frame.
+- Noop (``NoopCompressor``): the section holds the uncompressed bytes themselves; as for the
+  others, ``CompressedSegment`` writes the marker and the uncompressed length before them.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ import cramjam
 import lz4.block
 import zstandard
 
-ALGORITHMS = ("lz4", "snappy", "deflate", "zstd")
+ALGORITHMS = ("lz4", "snappy", "deflate", "zstd", "noop")
 
 CLASS_NAMES = {
     "lz4": "LZ4Compressor",
     "snappy": "SnappyCompressor",
     "deflate": "DeflateCompressor",
     "zstd": "ZstdCompressor",
+    "noop": "NoopCompressor",
 }
 
 
@@ -46,11 +49,16 @@ def _zstd_decompress(data: bytes, size: int) -> bytes:
     return zstandard.ZstdDecompressor().decompress(data, max_output_size=max(size, 1))
 
 
+def _noop_decompress(data: bytes, size: int) -> bytes:
+    return data
+
+
 _DECOMPRESS: dict[str, Callable[[bytes, int], bytes]] = {
     "lz4": _lz4_decompress,
     "snappy": _snappy_decompress,
     "deflate": _deflate_decompress,
     "zstd": _zstd_decompress,
+    "noop": _noop_decompress,
 }
 
 _COMPRESS: dict[str, Callable[[bytes], bytes]] = {
@@ -58,6 +66,7 @@ _COMPRESS: dict[str, Callable[[bytes], bytes]] = {
     "snappy": lambda data: bytes(cramjam.snappy.compress_raw(data)),
     "deflate": lambda data: zlib.compress(data),
     "zstd": lambda data: zstandard.ZstdCompressor(level=3).compress(data),
+    "noop": lambda data: data,
 }
 
 
@@ -65,7 +74,7 @@ def decompress(algorithm: str, data: bytes, uncompressed_length: int) -> bytes:
     """Decompresses one section payload.
 
     Args:
-        algorithm: ``lz4``, ``snappy``, ``deflate`` or ``zstd``.
+        algorithm: ``lz4``, ``snappy``, ``deflate``, ``zstd`` or ``noop``.
         data: the compressed payload.
         uncompressed_length: the length the section header declares; 0 with no payload is an
             empty closing section (Deflate writes none), 0 with a payload must decompress to nothing

@@ -98,7 +98,7 @@ class Compression:
 
     @property
     def algorithm(self) -> str:
-        """Short lower-case name: ``lz4``, ``snappy``, ``deflate``, ``zstd`` (or the class name)."""
+        """Short lower-case name: ``lz4``, ``snappy``, ``deflate``, ``zstd``, ``noop`` (or the class name)."""
         simple = self.class_name.rsplit(".", 1)[-1]
         return {
             "LZ4Compressor": "lz4",
@@ -115,7 +115,7 @@ class EncryptionParams:
 
     cipher: str
     key_alias: str
-    iv: bytes
+    iv: bytes  # empty when the header has no ``encIV``
 
 
 @dataclass(frozen=True)
@@ -201,17 +201,20 @@ def read_descriptor(data: bytes | memoryview, *, path: str | None = None) -> Des
             str(params["compressionClass"]), {str(k): str(v) for k, v in cparams.items()}
         )
     encryption = None
-    if params.get("encCipher") or params.get("encKeyAlias"):
+    # EncryptionContext.createFromMap: encryption is on only when both the key alias and the
+    # cipher are present (a JSON null counts as absent); a missing IV is reported when the
+    # first section is decrypted, as Cassandra's getDecryptor does.
+    if params.get("encKeyAlias") is not None and params.get("encCipher") is not None:
         iv_hex = params.get("encIV")
         try:
-            iv = bytes.fromhex(str(iv_hex)) if iv_hex else b""
+            iv = bytes.fromhex(str(iv_hex)) if iv_hex is not None else b""
         except ValueError:
             raise DescriptorError(
                 f"encIV {iv_hex!r} is not hexadecimal", path=path, segment_id=segment_id, position=14
             ) from None
         encryption = EncryptionParams(
-            cipher=str(params.get("encCipher") or "AES/CBC/PKCS5Padding"),
-            key_alias=str(params.get("encKeyAlias") or ""),
+            cipher=str(params["encCipher"]),
+            key_alias=str(params["encKeyAlias"]),
             iv=iv,
         )
     return Descriptor(

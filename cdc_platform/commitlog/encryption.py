@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 SUPPORTED_CIPHERS = ("AES/CBC/PKCS5PADDING",)
+AES_BLOCK_SIZE = 16
 DEFAULT_CHUNK_LENGTH = 64 * 1024
 
 _BLOCK_HEADER = struct.Struct(">II")
@@ -158,13 +159,32 @@ def _check_cipher(cipher: str) -> None:
         )
 
 
+def check_decryption_parameters(cipher: str, iv: bytes) -> None:
+    """Checks a segment header's cipher and IV before anything is decrypted with them.
+
+    Args:
+        cipher: the header's ``encCipher``.
+        iv: the header's ``encIV`` (empty when the header has none).
+
+    Raises:
+        ValueError: the cipher is not supported, or the IV is missing or not one AES block
+            (Cassandra's ``EncryptionContext.getDecryptor`` refuses a missing IV the same way).
+    """
+    _check_cipher(cipher)
+    if not iv:
+        raise ValueError("the header has encCipher and encKeyAlias but no encIV: no IV to decrypt with")
+    if len(iv) != AES_BLOCK_SIZE:
+        raise ValueError(f"the header's encIV is {len(iv)} bytes; {cipher} needs {AES_BLOCK_SIZE}")
+
+
 def decrypt_section(payload: bytes, key: bytes, iv: bytes, cipher: str) -> bytes:
     """Decrypts and decompresses the blocks of one encrypted section.
 
     Raises:
-        ValueError: a block is truncated, does not decrypt, or does not decompress.
+        ValueError: bad cipher or IV (:func:`check_decryption_parameters`), or a block is
+            truncated, does not decrypt, or does not decompress.
     """
-    _check_cipher(cipher)
+    check_decryption_parameters(cipher, iv)
     out = []
     pos = 0
     n = len(payload)

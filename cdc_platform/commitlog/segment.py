@@ -7,14 +7,25 @@ resume position of every entry (``entryLocation``, just after its payload CRC) a
 
 Damage rules (as Cassandra's ``CommitLogReader``/``CommitLogSegmentReader``):
 
-- a marker ``(0, 0)``, no room for a marker, an entry size of 0, or fewer than 4 bytes left
-  in a section end the segment normally;
-- a section whose end lies past the end of the file is a truncated tail: it is read as far
-  as possible and reading stops there without error;
+- a marker ``(0, 0)``, fewer than 8 bytes left for a marker (``readSyncMarker`` returns -1),
+  an entry size of 0, or fewer than 4 bytes left in a section end the segment normally;
+- a marker with a valid CRC whose end lies past the end of the file is a truncated tail: the
+  segment stops at that marker, none of its section is read, and the cut is reported as damage
+  (``readSyncMarker`` rejects such an end; CASSANDRA-20664 stops the segment there);
+- in a compressed or encrypted segment, a section reaching the end of the file tolerates errors
+  (``Segmenter.tolerateSegmentErrors``): a payload that does not decompress, a plaintext of the
+  wrong length or a bad entry frame ends the segment there as a truncated tail. A section that
+  does not decrypt is an error anywhere, as in Cassandra (its decryption failure is not an
+  error the segment reader tolerates);
 - a payload CRC failure skips that one entry, which is reported;
 - anything else (bad marker CRC, impossible marker position, bad size or size CRC, an entry
-  crossing its section, undecompressable data in a complete section) stops the segment with
-  :class:`~cdc_platform.commitlog.errors.CorruptSegmentError` naming file, segment and position.
+  crossing its section, undecompressable data in a section followed by another) stops the
+  segment with :class:`~cdc_platform.commitlog.errors.CorruptSegmentError` naming file, segment
+  and position.
+
+A bounded read (``end`` = the ``_cdc.idx`` durable offset) never parses a marker at or past
+``end``: on a live segment that marker may be half written (Cassandra writes its end and its CRC
+separately), which is not damage.
 """
 
 from __future__ import annotations
@@ -34,7 +45,12 @@ from cdc_platform.commitlog.descriptor import (
     read_descriptor,
     sync_marker_crc,
 )
-from cdc_platform.commitlog.encryption import KeyProvider, KeyUnavailableError, decrypt_section
+from cdc_platform.commitlog.encryption import (
+    KeyProvider,
+    KeyUnavailableError,
+    check_decryption_parameters,
+    decrypt_section,
+)
 from cdc_platform.commitlog.errors import (
     CommitLogError,
     CorruptSegmentError,
@@ -65,8 +81,9 @@ class Section:
     logical_end: int
     data: bytes
     is_last: bool
-    truncated: bool
+    truncated: bool  # bytes are missing: the section was cut off and ``data`` is empty
     damage: str | None = None  # why the section is truncated
+    tolerates_errors: bool = False  # damage in it is a truncated tail (compressed/encrypted, reaches EOF)
 
 
 @dataclass(frozen=True)
@@ -97,12 +114,13 @@ class SegmentReader:
         path: the segment file (``CommitLog-<version>-<id>.log``).
         data: the file's bytes, if already read (a snapshot of a live segment).
         key_provider: keys for encrypted segments.
-        check_name: verify that the file name's version and id match the header when the
-            name is a segment name (Cassandra's "segment id mismatch" check).
+        check_name: verify that the file name's segment id matches the header's when the name
+            is a segment name (Cassandra's "segment id mismatch" check; like Cassandra, the
+            version in the name is not compared: the header's version is the one used).
 
     Raises:
         DescriptorError: the header is unreadable or fails its CRC.
-        SegmentIdMismatchError: the file name disagrees with the header.
+        SegmentIdMismatchError: the file name's segment id disagrees with the header.
     """
 
     def __init__(
@@ -133,14 +151,10 @@ class SegmentReader:
                 exc.segment_id = name.segment_id
                 exc.args = (exc._render(),)
             raise
-        if (
-            check_name
-            and name is not None
-            and (name.segment_id != self.descriptor.segment_id or name.version != self.descriptor.version)
-        ):
+        if check_name and name is not None and name.segment_id != self.descriptor.segment_id:
             raise SegmentIdMismatchError(
-                f"file name says version {name.version} id {name.segment_id}, the header says version "
-                f"{self.descriptor.version} id {self.descriptor.segment_id}",
+                f"segment id mismatch: the file name says {name.segment_id}, the header says "
+                f"{self.descriptor.segment_id}",
                 path=self.path,
                 segment_id=self.descriptor.segment_id,
                 position=0,
@@ -155,9 +169,19 @@ class SegmentReader:
         return cls(message, path=self.path, segment_id=self.segment_id, position=position)
 
     def _encryption_key(self, position: int) -> bytes:
+        """The segment's key, once the header's cipher and IV are known to be usable.
+
+        Raises:
+            EncryptionError: unsupported cipher, missing or malformed IV, no key provider, or
+                no key for the alias.
+        """
         if self._key is None:
             enc = self.descriptor.encryption
             assert enc is not None
+            try:
+                check_decryption_parameters(enc.cipher, enc.iv)
+            except ValueError as exc:
+                raise self._error(EncryptionError, f"segment cannot be decrypted: {exc}", position) from None
             if self.key_provider is None:
                 raise self._error(
                     EncryptionError,
@@ -179,101 +203,137 @@ class SegmentReader:
         _, crc = _MARKER.unpack_from(self.data, pos)
         return crc != sync_marker_crc(self.segment_id, pos)
 
-    def sections(self) -> Iterator[Section]:
-        """Yields the sync sections in order, applying Cassandra's end and damage rules."""
+    def sections(self, end: int | None = None) -> Iterator[Section]:
+        """Yields the sync sections in order, applying Cassandra's end and damage rules.
+
+        Args:
+            end: logical durable offset (``_cdc.idx``); no marker at or past it is parsed.
+                ``None`` reads every section.
+
+        Raises:
+            CorruptSegmentError: damage Cassandra does not tolerate (see the module docstring).
+            EncryptionError: an encrypted section cannot be decrypted.
+        """
         data = self.data
         n = len(data)
         desc = self.descriptor
         pos = desc.header_length
-        logical = desc.header_length
+        logical = desc.header_length  # logical position of the marker at ``pos``
         encrypted = desc.encryption is not None
         compressed = desc.compression is not None and not encrypted
         overhead = 12 if (compressed or encrypted) else SYNC_MARKER_SIZE
         index = 0
         while True:
-            if pos > n - SYNC_MARKER_SIZE:
-                # No room for a marker: the normal end, unless bytes show a marker was cut off
-                # (compressed and encrypted files end right after their last section; plain
-                # segments are pre-sized and zero-filled).
-                if pos < n and ((compressed or encrypted) or any(data[pos:])):
-                    yield self._cut(index, pos, logical, "file ends inside a sync marker")
+            if end is not None and logical >= end:
+                # The marker here is not durable yet: on a live segment it may be half written
+                # (end set, CRC still 0), so it must not be looked at.
                 return
-            end, crc = _MARKER.unpack_from(data, pos)
+            if pos > n - SYNC_MARKER_SIZE:
+                # No room for a marker: Cassandra's readSyncMarker returns -1, a normal end.
+                return
+            next_pos, crc = _MARKER.unpack_from(data, pos)
             if crc != sync_marker_crc(self.segment_id, pos):
-                if end == 0 and crc == 0:
+                if next_pos == 0 and crc == 0:
                     return
                 raise self._error(
                     CorruptSegmentError,
                     f"sync marker has an invalid CRC (stored {crc:#010x}) and is not the zero end marker",
                     pos,
                 )
-            if end < pos + overhead:
+            if next_pos < pos + overhead:
                 raise self._error(
                     CorruptSegmentError,
-                    f"sync marker has a valid CRC but points to {end}, before the end of its own header",
+                    f"sync marker has a valid CRC but points to {next_pos}, before the end of its own header",
                     pos,
                 )
-            truncated = end > n
-            file_end = min(end, n)
-            cut = f"section ends at {end}, past the end of the file at {n}" if truncated else None
-            if not (compressed or encrypted):
-                content = data[pos + SYNC_MARKER_SIZE : file_end]
-                is_last = truncated or self._marker_is_end(end)
-                yield Section(
-                    index, pos, file_end, pos + SYNC_MARKER_SIZE, file_end, content, is_last, truncated, cut
+            if next_pos > n:
+                # readSyncMarker rejects an end past the file length and, since CASSANDRA-20664,
+                # the segment stops here: nothing of this section is read.
+                yield self._cut(
+                    index,
+                    pos,
+                    logical,
+                    f"sync marker at {pos} points to {next_pos}, past the end of the file at {n}; "
+                    "the segment stops there and that section is not read",
                 )
-                if truncated:
-                    return
-                pos = end
-                logical = end
+                return
+            if not (compressed or encrypted):
+                content = data[pos + SYNC_MARKER_SIZE : next_pos]
+                is_last = self._marker_is_end(next_pos)
+                yield Section(index, pos, next_pos, pos + SYNC_MARKER_SIZE, next_pos, content, is_last, False)
+                pos = next_pos
+                logical = next_pos
                 index += 1
                 continue
-            if pos + 12 > n:
-                yield self._cut(index, pos, logical, "file ends inside a section header")
-                return
+            # A section reaching the end of the file tolerates errors, as Cassandra's
+            # Compressed/EncryptedSegmenter do (tolerateSegmentErrors: end >= file length).
+            tolerates = next_pos >= n
             (declared,) = _U32.unpack_from(data, pos + 8)
             logical_start = logical + SYNC_MARKER_SIZE
             logical_end = logical_start + declared
-            payload = data[pos + 12 : file_end]
-            is_last = truncated or file_end >= n or self._marker_is_end(end)
+            payload = data[pos + 12 : next_pos]
+            is_last = tolerates or self._marker_is_end(next_pos)
             try:
                 if encrypted:
-                    enc = desc.encryption
-                    assert enc is not None
-                    key = self._encryption_key(pos)
-                    try:
-                        content = decrypt_section(payload, key, enc.iv, enc.cipher)
-                    except ValueError as exc:
-                        if truncated:
-                            yield self._cut(index, pos, logical, f"{cut}; {exc}")
-                            return
-                        raise self._error(
-                            EncryptionError if "decrypt" in str(exc) else CorruptSegmentError,
-                            f"encrypted section cannot be read: {exc}",
-                            pos,
-                        ) from None
-                    if len(content) != declared:
-                        raise DecompressionError(
-                            f"encrypted section holds {len(content)} bytes, its header says {declared}"
-                        )
+                    content = self._decrypt(payload, declared, pos)
                 else:
                     assert desc.compression is not None
                     content = decompress(desc.compression.algorithm, payload, declared)
             except DecompressionError as exc:
-                if truncated:
-                    yield self._cut(index, pos, logical, f"{cut}; {exc}")
+                if tolerates:
+                    yield self._cut(
+                        index,
+                        pos,
+                        logical,
+                        f"last section (at {pos}, reaching the end of the file at {n}) cannot be read: {exc}",
+                    )
                     return
                 raise self._error(
                     CorruptSegmentError, f"section cannot be decompressed: {exc}", pos
                 ) from None
             except ValueError as exc:
                 raise self._error(CorruptSegmentError, str(exc), pos) from None
-            yield Section(index, pos, file_end, logical_start, logical_end, content, is_last, truncated, cut)
-            if truncated:
-                return
-            pos = end
+            yield Section(
+                index,
+                pos,
+                next_pos,
+                logical_start,
+                logical_end,
+                content,
+                is_last,
+                False,
+                tolerates_errors=tolerates,
+            )
+            pos = next_pos
             logical = logical_end
             index += 1
+
+    def _decrypt(self, payload: bytes, declared: int, pos: int) -> bytes:
+        """The plaintext of an encrypted section.
+
+        Raises:
+            EncryptionError: no usable key, cipher or IV, or a block does not decrypt.
+            CorruptSegmentError: the blocks are malformed. Neither is tolerated at the end of
+                the file: Cassandra's chunk provider fails the whole read on them.
+            DecompressionError: the plaintext is not the length the section header declares
+                (Cassandra meets the end of the section's stream: tolerated at the end of the file).
+        """
+        enc = self.descriptor.encryption
+        assert enc is not None
+        key = self._encryption_key(pos)
+        try:
+            content = decrypt_section(payload, key, enc.iv, enc.cipher)
+        except ValueError as exc:
+            raise self._error(
+                EncryptionError if "decrypt" in str(exc) else CorruptSegmentError,
+                f"encrypted section cannot be read: {exc}",
+                pos,
+            ) from None
+        if len(content) != declared:
+            raise DecompressionError(
+                f"encrypted section holds {len(content)} bytes, its header says {declared}"
+            )
+        return content
 
     def _cut(self, index: int, pos: int, logical: int, message: str) -> Section:
         """A truncated tail whose content cannot be recovered."""
@@ -290,7 +350,7 @@ class SegmentReader:
         crc32 = zlib.crc32
         unpack_i32 = _I32.unpack_from
         unpack_u32 = _U32.unpack_from
-        for section in self.sections():
+        for section in self.sections(end):
             if end is not None and section.logical_start >= end:
                 return
             if section.logical_end <= start:
@@ -340,10 +400,18 @@ class SegmentReader:
             else:
                 finished = False  # every entry of the section was read: go on with the next section
             if section.truncated:
-                # Bytes are missing: whatever stopped the entries, report the truncated tail.
+                # Bytes are missing: the section was not read; report the truncated tail.
                 yield Damage("truncated", base + p, section.damage or "segment is truncated")
                 return
             if problem is not None:
+                if section.tolerates_errors:
+                    yield Damage(
+                        "truncated",
+                        base + p,
+                        f"{problem} in the last section, which reaches the end of the file; "
+                        "read as a truncated tail",
+                    )
+                    return
                 raise self._error(CorruptSegmentError, problem, base + p)
             if finished:
                 return

@@ -417,7 +417,8 @@ class SegmentWriter:
         directory: where ``CommitLog-<version>-<id>.log`` (and the index) are written.
         segment_id: the segment id (ids increase per node).
         version: commit log version 6, 7 or 8.
-        compression: ``lz4``, ``snappy``, ``deflate``, ``zstd`` or ``None``.
+        compression: ``lz4``, ``snappy``, ``deflate``, ``zstd``, ``noop`` (``NoopCompressor``:
+            sections framed as compressed ones but holding the bytes as they are) or ``None``.
         encryption_key: AES key; encrypts the segment (LZ4 inside, as Cassandra does).
         key_alias: ``encKeyAlias`` written to the header.
         iv: 16-byte IV (random when not given).

@@ -17,8 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cdc_platform.commitlog.cdc_index import CdcIndex, read_cdc_index
 from cdc_platform.commitlog.compression import compress
-from cdc_platform.commitlog.descriptor import encode_descriptor, sync_marker_crc
+from cdc_platform.commitlog.descriptor import encode_descriptor, read_descriptor, sync_marker_crc
 from cdc_platform.commitlog.encryption import RawKeyProvider, encrypt_section
 from cdc_platform.commitlog.errors import (
     CommitLogError,
@@ -201,9 +202,15 @@ def seal(built: Built, content: bytes) -> bytes:
     return compress(built.codec, content)
 
 
-def repack(built: Built, contents: list[bytes], bodies: dict[int, bytes] | None = None) -> bytes:
-    """The segment rebuilt from section contents (with valid markers), optionally with raw bodies."""
-    out = bytearray(built.data[: built.header_length])
+def repack(
+    built: Built,
+    contents: list[bytes],
+    bodies: dict[int, bytes] | None = None,
+    header: bytes | None = None,
+) -> bytes:
+    """The segment rebuilt from section contents (with valid markers), optionally with raw bodies
+    or another descriptor header (the markers move with it)."""
+    out = bytearray(built.data[: built.header_length] if header is None else header)
     for i, content in enumerate(contents):
         pos = len(out)
         crc = sync_marker_crc(SEGMENT_ID, pos)
@@ -285,45 +292,35 @@ def cut_points(built: Built) -> range:
     return range(built.header_length, len(built.data) + 1)
 
 
-def deliverable(built: Built, cut: int) -> tuple[int, int]:
-    """How many entries a reader must (at least) and may (at most) deliver from a file cut at ``cut``.
+def deliverable(built: Built, cut: int) -> int:
+    """How many entries a reader must deliver from a file cut at ``cut``: those of the whole sections.
 
-    Plain: exactly the entries ending at or before the cut. Compressed/encrypted: at least the
-    entries of the sections that are whole (Cassandra gives up on a damaged last section), at
-    most also those of the section the cut falls in (a reader may salvage a stream prefix).
+    The section the cut falls in is never read, for every codec: either its marker is complete and
+    points past the end of the file, where Cassandra's ``readSyncMarker`` stops the segment
+    (CASSANDRA-20664), or fewer than 8 bytes of the marker are left, a normal end. (Until that was
+    aligned with Cassandra, plain segments delivered the entries of a cut section that ended
+    before the cut, and compressed ones could salvage a stream prefix.)
     """
-    if built.plain:
-        n = sum(1 for loc in built.locations if loc <= cut)
-        return n, n
     whole = [s for s in built.sections if s.file_end <= cut]
-    reached = [s for s in built.sections if s.file_start < cut]
-
-    def count(sections: list[Section]) -> int:
-        return sum(1 for p in built.positions if any(s.logical_start <= p < s.logical_end for s in sections))
-
-    return count(whole), count(reached)
+    return sum(1 for p in built.positions if any(s.logical_start <= p < s.logical_end for s in whole))
 
 
-def strictly_inside(built: Built, cut: int) -> bool:
-    """The cut falls inside an entry (plain) or inside a section holding entries (compressed)."""
-    if built.plain:
-        return any(p < cut < loc for p, loc in zip(built.positions, built.locations, strict=True))
-    return any(s.file_start < cut < s.file_end and s.data for s in built.sections)
+def cut_inside_a_section(built: Built, cut: int) -> bool:
+    """The cut leaves a section holding entries incomplete but its 8-byte sync marker whole."""
+    return any(s.file_start + 8 <= cut < s.file_end and s.data for s in built.sections)
 
 
 @pytest.mark.parametrize("codec", CODECS, ids=codec_id)
-def test_truncated_file_decodes_every_entry_before_the_cut(
+def test_truncated_file_decodes_the_entries_of_whole_sections(
     segments: dict[str | None, Built], codec: str | None
 ) -> None:
     built = segments[codec]
     wrong: list[int] = []
     for cut in cut_points(built):
         items, report = decode(built, built.data[:cut])  # must not raise
-        at_least, at_most = deliverable(built, cut)
-        n = len(items)
+        n = deliverable(built, cut)
         if (
-            not at_least <= n <= at_most
-            or mutations_of(items) != MUTATIONS[:n]
+            mutations_of(items) != MUTATIONS[:n]
             or [i.entry_location for i in items] != built.locations[:n]
             or any(d.kind != "truncated" for d in report.damaged)
         ):
@@ -332,29 +329,135 @@ def test_truncated_file_decodes_every_entry_before_the_cut(
 
 
 @pytest.mark.parametrize("codec", CODECS, ids=codec_id)
-def test_truncation_inside_an_entry_is_reported(segments: dict[str | None, Built], codec: str | None) -> None:
-    """A cut inside an entry (or inside a compressed section holding entries, its 12-byte header
-    included) loses data: the report must say ``truncated``."""
+def test_cut_inside_a_section_is_reported_as_truncated(
+    segments: dict[str | None, Built], codec: str | None
+) -> None:
+    """A cut after a section's marker and before its end loses that section: the report must say
+    ``truncated`` (and nothing else)."""
     built = segments[codec]
-    silent = [
-        cut
-        for cut in cut_points(built)
-        if strictly_inside(built, cut) and not decode(built, built.data[:cut])[1].truncated
-    ]
+    silent = []
+    for cut in cut_points(built):
+        if cut_inside_a_section(built, cut):
+            _, report = decode(built, built.data[:cut])
+            if not report.truncated or [d.kind for d in report.damaged] != ["truncated"]:
+                silent.append(cut)
     assert not silent, f"cuts not reported as truncated: {ranges(silent)}"
 
 
-@pytest.mark.parametrize("codec", [c for c in CODECS if c is not None], ids=codec_id)
-@pytest.mark.parametrize("into_header", [4, 10], ids=["in_marker", "in_length"])
-def test_truncation_inside_a_section_header_is_reported(
-    segments: dict[str | None, Built], codec: str | None, into_header: int
+@pytest.mark.parametrize("codec", CODECS, ids=codec_id)
+@pytest.mark.parametrize("into_marker", range(1, 8))
+def test_cut_inside_a_sync_marker_is_a_normal_end(
+    segments: dict[str | None, Built], codec: str | None, into_marker: int
 ) -> None:
+    """Fewer than 8 bytes left where a marker starts: Cassandra's ``readSyncMarker`` returns -1
+    (offset > length - 8), the normal end of the segment, not a truncation."""
     built = segments[codec]
-    second = built.sections[1]
-    cut = second.file_start + into_header
+    cut = built.sections[1].file_start + into_marker
     items, report = decode(built, built.data[:cut])
     assert mutations_of(items) == MUTATIONS[:2]
+    assert not report.damaged and not report.truncated
+
+
+@pytest.mark.parametrize("codec", [c for c in CODECS if c is not None], ids=codec_id)
+@pytest.mark.parametrize("into_header", [8, 10, 11])
+def test_cut_inside_a_section_length_field_is_reported(
+    segments: dict[str | None, Built], codec: str | None, into_header: int
+) -> None:
+    """The marker is whole and points past the end of the file: the segment stops there, truncated."""
+    built = segments[codec]
+    second = built.sections[1]
+    items, report = decode(built, built.data[: second.file_start + into_header])
+    assert mutations_of(items) == MUTATIONS[:2]
     assert report.truncated, f"file cut {into_header} bytes into the header of section 1 not reported"
+    assert [(d.kind, d.position) for d in report.damaged] == [("truncated", second.logical_start)]
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=codec_id)
+@pytest.mark.parametrize("trailing", [1, 4, 7])
+def test_fewer_than_8_bytes_after_the_last_section_is_a_normal_end(
+    segments: dict[str | None, Built], codec: str | None, trailing: int
+) -> None:
+    """No room for a marker after the last section: Cassandra ends the segment without error
+    whatever those bytes are (they were reported as a truncated tail before)."""
+    built = segments[codec]
+    data = built.data[: built.sections[-1].file_end] + b"\xa5" * trailing
+    items, report = decode(built, data)
+    assert mutations_of(items) == MUTATIONS
+    assert not report.damaged and not report.truncated
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=codec_id)
+def test_valid_marker_pointing_past_the_end_of_the_file_stops_the_segment(
+    segments: dict[str | None, Built], codec: str | None
+) -> None:
+    """A marker with a valid CRC whose end lies past the file: ``readSyncMarker`` rejects it and,
+    since CASSANDRA-20664, the segment stops there. Nothing of that section is delivered (the
+    reader used to clip the section to the end of the file and read what was there), and the
+    cut is reported as a truncated tail, not raised."""
+    built = segments[codec]
+    third = built.sections[2]  # holds entry 4, then the closing section follows
+    past = len(built.data) + 100
+    damaged = with_bytes(built.data, third.file_start, struct.pack(">i", past))
+    items, report = decode(built, damaged)
+    assert mutations_of(items) == MUTATIONS[:4]
+    assert report.truncated
+    assert [(d.kind, d.position) for d in report.damaged] == [("truncated", third.logical_start)]
+    assert str(past) in report.damaged[0].message
+    sections = list(SegmentReader(built.path, damaged, key_provider=built.key_provider).sections())
+    assert len(sections) == 3
+    assert sections[-1].truncated and sections[-1].data == b""
+
+
+# --------------------------------------------------------------------------------------------
+# Live segments
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=codec_id)
+@pytest.mark.parametrize(
+    "marker",
+    [struct.pack(">iI", 4000, 0), b"\xde\xad\xbe\xef\x01\x02\x03\x04"],
+    ids=["end_set_crc_zero", "garbage"],
+)
+def test_reading_to_the_durable_offset_never_parses_the_marker_there(
+    tmp_path: Path, codec: str | None, marker: bytes
+) -> None:
+    """Cassandra writes a marker's end and its CRC separately: while a sync is in progress the
+    marker at the ``_cdc.idx`` offset can read as (end, 0) or garbage. A read bounded by that
+    offset must stop before it instead of reporting a corrupt marker."""
+    writer = SegmentWriter(
+        tmp_path,
+        SEGMENT_ID,
+        version=VERSION,
+        compression=None if codec == "encrypted" else codec,
+        encryption_key=KEY if codec == "encrypted" else None,
+        iv=IV,
+        segment_size=4096,
+    )
+    locations = [writer.add(m) for m in MUTATIONS[:2]]
+    writer.sync()
+    locations += [writer.add(m) for m in MUTATIONS[2:4]]
+    durable = writer.sync()
+    assert read_cdc_index(writer.index_path) == CdcIndex(durable, False)
+    data = bytearray(writer.path.read_bytes())
+    # The next marker: at the durable offset in a plain (pre-sized) file, at the end of a
+    # compressed or encrypted one (logical and file positions differ there).
+    at = durable if codec is None else len(data)
+    data[at : at + 8] = marker
+    keys = RawKeyProvider(KEY)
+
+    decoder = SegmentDecoder(writer.path, SCHEMA, end=durable, data=bytes(data), key_provider=keys)
+    items = list(decoder)
+    assert mutations_of(items) == MUTATIONS[:4]
+    assert [i.entry_location for i in items] == locations
+    assert not decoder.report.damaged and not decoder.report.truncated
+    resumed = SegmentDecoder(
+        writer.path, SCHEMA, start=locations[1], end=durable, data=bytes(data), key_provider=keys
+    )
+    assert mutations_of(list(resumed)) == MUTATIONS[2:4]
+    # Unbounded, the same bytes are a corrupt marker: the bound is what keeps it out.
+    with pytest.raises(CorruptSegmentError) as info:
+        list(SegmentDecoder(writer.path, SCHEMA, data=bytes(data), key_provider=keys))
+    assert info.value.position == at
 
 
 # --------------------------------------------------------------------------------------------
@@ -482,6 +585,66 @@ def test_garbage_in_a_complete_section_is_an_error(
     assert_names_location(error, built, section.file_start)
 
 
+# Sections [e0 e1] [e2 e3] [e4]: the last one holds an entry and ends exactly at the end of the file.
+LAST_SECTION_HOLDS_AN_ENTRY = (0, 1, 0, 1, 0)
+
+
+@pytest.fixture(scope="module")
+def ending_with_entries(tmp_path_factory: pytest.TempPathFactory) -> dict[str | None, Built]:
+    root = tmp_path_factory.mktemp("ending_with_entries")
+    return {
+        codec: build(root / codec_id(codec), codec, LAST_SECTION_HOLDS_AN_ENTRY)
+        for codec in CODECS
+        if codec is not None
+    }
+
+
+@pytest.mark.parametrize("codec", COMPRESSED)
+def test_undecompressable_last_section_reaching_the_end_of_the_file_is_a_truncated_tail(
+    ending_with_entries: dict[str | None, Built], codec: str
+) -> None:
+    """Cassandra's CompressedSegmenter tolerates errors in a section whose end is at or past the
+    file length (``tolerateSegmentErrors``): reading ends there. The same damage in a section
+    followed by another is an error (``test_garbage_in_a_complete_section_is_an_error``)."""
+    built = ending_with_entries[codec]
+    last = built.sections[-1]
+    assert last.file_end == len(built.data) and last.data
+    damaged = with_bytes(built.data, last.file_start + 12, bytes(last.file_end - last.file_start - 12))
+    items, report = decode(built, damaged)
+    assert mutations_of(items) == MUTATIONS[:4]
+    assert report.truncated
+    assert [(d.kind, d.position) for d in report.damaged] == [("truncated", last.logical_start)]
+
+
+@pytest.mark.parametrize("codec", [c for c in CODECS if c is not None], ids=codec_id)
+@pytest.mark.parametrize("offset", [0, 5], ids=["size", "size_crc"])
+def test_bad_entry_frame_in_last_section_reaching_the_end_of_the_file_is_a_truncated_tail(
+    ending_with_entries: dict[str | None, Built], codec: str | None, offset: int
+) -> None:
+    """A bad frame in a compressed or encrypted section ending at the end of the file is tolerated
+    too (``toleratesErrorsInSection``); in an earlier section it stops the segment with an error
+    (``test_damaged_entry_size_or_size_crc_is_an_error``)."""
+    built = ending_with_entries[codec]
+    damaged = flip_logical(built, built.positions[4] + offset, 0x01)
+    items, report = decode(built, damaged)
+    assert mutations_of(items) == MUTATIONS[:4]
+    assert [(d.kind, d.position) for d in report.damaged] == [("truncated", built.positions[4])]
+
+
+def test_last_encrypted_section_that_does_not_decrypt_is_still_an_error(
+    ending_with_entries: dict[str | None, Built],
+) -> None:
+    """Cassandra decrypts in the EncryptedSegmenter's chunk provider, whose failure
+    (``FSReadError``) escapes the tolerated errors: the read fails even at the end of the file.
+    It also keeps a wrong key from passing for a truncated tail on a one-section segment."""
+    built = ending_with_entries["encrypted"]
+    last = built.sections[-1]
+    damaged = with_bytes(built.data, last.file_start + 12, bytes(last.file_end - last.file_start - 12))
+    items, error = decode_until_error(built, damaged, EncryptionError)
+    assert mutations_of(items) == MUTATIONS[:4]
+    assert_names_location(error, built, last.file_start)
+
+
 @pytest.mark.parametrize("codec", [c for c in CODECS if c is not None], ids=codec_id)
 def test_section_whose_length_field_says_zero_does_not_lose_entries_silently(
     segments: dict[str | None, Built], codec: str | None
@@ -595,7 +758,6 @@ def test_unsupported_version(tmp_path: Path, version: int) -> None:
     [
         f"CommitLog-7-{SEGMENT_ID + 1}.log",
         f"CommitLog-7-{SEGMENT_ID - (1 << 32)}.log",
-        f"CommitLog-6-{SEGMENT_ID}.log",
     ],
 )
 def test_file_name_disagreeing_with_header(
@@ -609,6 +771,73 @@ def test_file_name_disagreeing_with_header(
     message = str(info.value)
     assert str(SEGMENT_ID) in message and str(path) in message
     assert not isinstance(info.value, DescriptorError)
+
+
+@pytest.mark.parametrize("name_version", [6, 8])
+def test_file_name_version_is_not_compared(
+    segments: dict[str | None, Built], tmp_path: Path, name_version: int
+) -> None:
+    """Cassandra compares only the segment id of the name with the header's; the header's
+    version is the one used to read."""
+    built = segments[None]
+    path = tmp_path / f"CommitLog-{name_version}-{SEGMENT_ID}.log"
+    path.write_bytes(built.data)
+    decoder = SegmentDecoder(path, SCHEMA)
+    assert mutations_of(list(decoder)) == MUTATIONS
+    assert decoder.report.version == VERSION
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"encKeyAlias": "testing:1"},
+        {"encKeyAlias": "testing:1", "encIV": IV.hex()},
+        {"encCipher": "AES/CBC/PKCS5Padding", "encIV": IV.hex()},
+        {"encCipher": "AES/CBC/PKCS5Padding", "encKeyAlias": None, "encIV": IV.hex()},
+    ],
+    ids=["alias_only", "alias_and_iv", "cipher_and_iv", "null_alias"],
+)
+def test_encryption_needs_both_key_alias_and_cipher(
+    segments: dict[str | None, Built], params: dict[str, object]
+) -> None:
+    """``EncryptionContext.createFromMap`` turns encryption on only when both ``encKeyAlias`` and
+    ``encCipher`` are present: with one of them the segment is read as it is (here plain)."""
+    built = segments[None]
+    header = encode_descriptor(VERSION, SEGMENT_ID, params)
+    assert read_descriptor(header).encryption is None
+    data = repack(built, [s.data for s in built.sections], header=header)
+    items, report = decode(built, data)
+    assert mutations_of(items) == MUTATIONS
+    assert not report.encrypted and not report.damaged
+
+
+def test_encryption_parameters_are_taken_as_written() -> None:
+    header = encode_descriptor(
+        VERSION, SEGMENT_ID, {"encCipher": "AES/CBC/PKCS5Padding", "encKeyAlias": "", "encIV": IV.hex()}
+    )
+    enc = read_descriptor(header).encryption
+    assert enc is not None
+    assert (enc.cipher, enc.key_alias, enc.iv) == ("AES/CBC/PKCS5Padding", "", IV)
+
+
+@pytest.mark.parametrize("iv", [None, IV[:8]], ids=["missing", "short"])
+def test_encrypted_segment_without_a_usable_iv_is_an_encryption_error(
+    segments: dict[str | None, Built], iv: bytes | None
+) -> None:
+    """Cassandra's ``getDecryptor`` refuses a context without an IV; ours says so as an
+    :class:`EncryptionError` naming the segment, when the first section is to be decrypted."""
+    built = segments["encrypted"]
+    params = {"encCipher": "AES/CBC/PKCS5Padding", "encKeyAlias": "testing:1"}
+    if iv is not None:
+        params["encIV"] = iv.hex()
+    header = encode_descriptor(VERSION, SEGMENT_ID, params)
+    data = repack(built, [s.data for s in built.sections], header=header)
+    decoder = SegmentDecoder(built.path, SCHEMA, data=data, key_provider=built.key_provider)
+    assert decoder.report.encrypted
+    with pytest.raises(EncryptionError, match="encIV") as info:
+        list(decoder)
+    assert decoder.report.decoded == 0
+    assert_names_location(info.value, built, len(header))
 
 
 # --------------------------------------------------------------------------------------------

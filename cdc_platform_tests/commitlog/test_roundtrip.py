@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import decimal
 import shutil
+import struct
 import uuid
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,7 +42,7 @@ from cdc_platform.schema.types import ListType, MapType, NativeType, SetType, Us
 from cdc_platform.schema.values import deserialize, serialize
 from cdc_platform_tests import strategies as cst
 
-CODECS = (None, "lz4", "snappy", "deflate", "zstd", "encrypted")
+CODECS = (None, "lz4", "snappy", "deflate", "zstd", "noop", "encrypted")
 VERSIONS = (6, 7, 8)
 SEGMENT_SIZE = 1 << 20
 
@@ -370,6 +372,31 @@ def test_mutation_with_two_tables_of_one_keyspace(version: int, tmp_path: Path) 
     assert captured[0].mutation == Mutation((customers_update("ann"),))
     assert isinstance(captured[1], SkippedEntry) and captured[1].reason == "not_captured"
     assert (cap_decoder.report.decoded, cap_decoder.report.not_captured) == (1, 1)
+
+
+def test_noop_compressed_sections_hold_the_entries_as_they_are(tmp_path: Path) -> None:
+    """``NoopCompressor`` goes through CompressedSegment like any compressor: per section the sync
+    marker, the uncompressed length, then the compressor's output, here the entry bytes themselves."""
+    mutations = [Mutation((orders_update("ann", 1),)), Mutation((orders_update("bob", 2),))]
+    w = write_segment(tmp_path, mutations, [1, 0], version=7, codec="noop", segment_id=21)
+    data = w.path.read_bytes()
+    reader = SegmentReader(w.path)
+    assert reader.descriptor.parameters["compressionClass"] == "NoopCompressor"
+    assert reader.descriptor.compression is not None
+    assert reader.descriptor.compression.algorithm == "noop"
+    encoder = MutationEncoder(7)
+    header = reader.descriptor.header_length
+    first = encoder.encode(mutations[0])
+    entry = struct.pack(">i", len(first))
+    entry += struct.pack(">I", zlib.crc32(entry)) + first + struct.pack(">I", zlib.crc32(entry + first))
+    # marker (next = header + 12 + entry, CRC), the uncompressed length, then the entry as written.
+    assert struct.unpack_from(">iI", data, header)[0] == header + 12 + len(entry)
+    assert struct.unpack_from(">I", data, header + 8)[0] == len(entry)
+    assert data[header + 12 : header + 12 + len(entry)] == entry
+    entries, decoder = decode_all(w, schema_of(ORDERS, CUSTOMERS))
+    assert [e.mutation for e in entries if isinstance(e, DecodedEntry)] == mutations
+    assert [e.entry_location for e in entries] == w.locations
+    assert decoder.report.compression == "noop" and not decoder.report.damaged
 
 
 def test_unknown_table_is_skipped_and_counted(tmp_path: Path) -> None:
