@@ -1,7 +1,8 @@
 """Load throughput per destination against the raw bulk-load speed of the same rows.
 
 For each destination: N generated changes (narrow rows: bigint key, text, double, int,
-timestamp; one INSERT each) are applied through the destination in batches, and the same
+timestamp; one INSERT each), staged as change batches (Arrow, what the load stage reads from
+the staging area), are applied through the destination in batches (``apply_batch``), and the same
 rows are bulk-loaded raw on the same server in the same run (COPY for PostgreSQL/TimescaleDB,
 native columnar insert for ClickHouse, the Arrow stream insert for chdb). Prints changes/s and
 the ratio; with --record writes them to docs/benchmarks.md (section "Loading").
@@ -30,6 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # cdc_platform_tests.servers
 
+from cdc_platform.changes.arrow import ChangeBatch
 from cdc_platform.changes.records import RowChange, changes_of_update
 from cdc_platform.commitlog.build import UpdateBuilder
 from cdc_platform.schema.cql import parse_schema
@@ -65,9 +67,9 @@ def changes(start: int, count: int) -> list[RowChange]:
     return out
 
 
-def batches(total: int, size: int) -> Iterator[list[RowChange]]:
+def batches(total: int, size: int) -> Iterator[ChangeBatch]:
     for start in range(0, total, size):
-        yield changes(start, min(size, total - start))
+        yield ChangeBatch.from_changes(TABLE, changes(start, min(size, total - start)))
 
 
 def timed(fn: Callable[[], Any]) -> float:
@@ -88,26 +90,26 @@ class Result:
     how: str  # what the raw load is
 
 
-def bench_postgres(url: str, prepared: list[list[RowChange]], total: int) -> Result:
+def bench_postgres(url: str, prepared: list[ChangeBatch], total: int) -> Result:
 
     from cdc_platform.destinations.postgres.sink import PostgresDestination
 
     prefix = f"bench{int(time.time())}_"
     dest = PostgresDestination(url, schema_prefix=prefix)
     dest.ensure_table(TABLE)
-    ours = sum(timed(lambda b=b: dest.apply(TABLE, b)) for b in prepared)
+    ours = sum(timed(lambda b=b: dest.apply_batch(TABLE, b)) for b in prepared)
     dest.close()
     raw = _postgres_raw(url, f"{prefix}raw", total)
     return Result("postgres (current state)", total, total / ours, total / raw, _RAW_PG)
 
 
-def bench_timescaledb(url: str, prepared: list[list[RowChange]], total: int) -> Result:
+def bench_timescaledb(url: str, prepared: list[ChangeBatch], total: int) -> Result:
     from cdc_platform.destinations.timescaledb.sink import TimescaleDestination
 
     prefix = f"bench{int(time.time())}_ts_"
     dest = TimescaleDestination(url, schema_prefix=prefix)  # history only
     dest.ensure_table(TABLE)
-    ours = sum(timed(lambda b=b: dest.apply(TABLE, b)) for b in prepared)
+    ours = sum(timed(lambda b=b: dest.apply_batch(TABLE, b)) for b in prepared)
     dest.close()
     raw = _postgres_raw(url, f"{prefix}raw", total)
     return Result("timescaledb (history)", total, total / ours, total / raw, _RAW_PG)
@@ -140,7 +142,7 @@ def _postgres_raw(url: str, name: str, total: int) -> float:
         return timed(raw)
 
 
-def bench_clickhouse(url: str, label: str, prepared: list[list[RowChange]], total: int) -> Result:
+def bench_clickhouse(url: str, label: str, prepared: list[ChangeBatch], total: int) -> Result:
     from cdc_platform.destinations.clickhouse import ClickHouseDestination
     from cdc_platform.destinations.clickhouse.client import ConnectionSpec
     from cdc_platform.destinations.clickhouse.typemap import ChScalar, quote_identifier
@@ -148,7 +150,7 @@ def bench_clickhouse(url: str, label: str, prepared: list[list[RowChange]], tota
     prefix = f"bench{int(time.time())}_"
     dest = ClickHouseDestination(url, database_prefix=prefix)
     dest.ensure_table(TABLE)
-    ours = sum(timed(lambda b=b: dest.apply(TABLE, b)) for b in prepared)
+    ours = sum(timed(lambda b=b: dest.apply_batch(TABLE, b)) for b in prepared)
     # The raw table holds the same rows with the types the destination maps them to, sorted by
     # the key, as the destination's table is; values are converted before the clock starts.
     layout = dest.layout(TABLE)

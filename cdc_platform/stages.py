@@ -327,9 +327,10 @@ def load_stage(
     out = []
     for name in tables:
         table = schema.table(name)
-        changes = staging.read(ref, "masked", table)
+        staged = staging.read_batch(ref, "masked", table)
         destination.ensure_table(table)
-        result = destination.apply(table, changes, batch=ref.label)
+        result = destination.apply_batch(table, staged, batch=ref.label)
+        changes = staged.to_changes()
         pending = destination.pending(table, changes) if changes else 0
         unique = len({change_id(table, c) for c in changes})
         out.append(TableLoad(name, result, unique, pending, len(batch_keys(table, changes))))

@@ -134,13 +134,17 @@ class StagingArea:
         Raises:
             StagingError: the stage was written for this table but the file is gone.
         """
+        return self.read_batch(ref, stage, table, rejected=rejected).to_changes()
+
+    def read_batch(self, ref: BatchRef, stage: str, table: Table, *, rejected: bool = False) -> ChangeBatch:
+        """:meth:`read`, as the staged Arrow batch (empty when the stage had none)."""
         if not rejected and not ref.tables.get(table.qualified_name):
-            return []
+            return ChangeBatch.from_changes(table, [])
         path = self._path(ref, stage, table.qualified_name, ".rejected.parquet" if rejected else ".parquet")
         if rejected and not path.exists():
-            return []
+            return ChangeBatch.from_changes(table, [])
         try:
-            return ChangeBatch.read_parquet(table, path).to_changes()
+            return ChangeBatch.read_parquet(table, path)
         except FileNotFoundError:
             raise StagingError(
                 f"staged batch {path} of {ref.label}, stage {stage}, is missing (was the staging "

@@ -8,11 +8,14 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from cdc_platform.changes.merge import Key, VisiblePartition
 from cdc_platform.changes.records import RowChange
 from cdc_platform.schema.model import Table
+
+if TYPE_CHECKING:
+    from cdc_platform.changes.arrow import ChangeBatch
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +103,11 @@ class Destination(abc.ABC):
     @abc.abstractmethod
     def apply(self, table: Table, changes: Sequence[RowChange], *, batch: str = "") -> ApplyResult:
         """Applies a batch of changes idempotently (atomically where the engine allows)."""
+
+    def apply_batch(self, table: Table, changes: ChangeBatch, *, batch: str = "") -> ApplyResult:
+        """:meth:`apply` for a staged change batch; destinations that can read its columns
+        directly (rows it creates, without a Python object per change) override this."""
+        return self.apply(table, changes.to_changes(), batch=batch)
 
     @abc.abstractmethod
     def read_state(

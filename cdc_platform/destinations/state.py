@@ -40,7 +40,7 @@ import struct
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgpack
 
@@ -68,6 +68,9 @@ from cdc_platform.changes.records import ChangeKind, RowChange
 from cdc_platform.schema.model import Column, Table
 from cdc_platform.schema.types import NativeType
 from cdc_platform.schema.values import EMPTY, InvalidValue
+
+if TYPE_CHECKING:
+    from cdc_platform.destinations.columnar import FreshColumns
 
 _OFFSET = 1 << 63
 _VERSION_HEAD = struct.Struct(">QBQ")
@@ -366,10 +369,12 @@ class WritePlan:
     rows: list[RowWrite]
     partitions: list[tuple[Key, PartitionRecord]]
     fresh: FreshRows | None = None
+    columns: FreshColumns | None = None  # fresh rows of a change batch, column-wise
 
     @property
     def row_count(self) -> int:
-        return len(self.rows) + (len(self.fresh) if self.fresh is not None else 0)
+        fresh = len(self.fresh) if self.fresh is not None else 0
+        return len(self.rows) + fresh + (len(self.columns) if self.columns is not None else 0)
 
 
 class StateStore(Protocol):

@@ -279,8 +279,11 @@ class ClickHouseClient(abc.ABC):
         """Runs a query; rows of plain Python values (``String`` as ``bytes``)."""
 
     @abc.abstractmethod
-    def insert(self, table: str, columns: Sequence[tuple[str, ChType]], data: Sequence[list[Any]]) -> None:
-        """Inserts columns (one list of values per column, all the same length) into ``table`` (qualified SQL)."""
+    def insert(self, table: str, columns: Sequence[tuple[str, ChType]], data: Sequence[Any]) -> None:
+        """Inserts columns (all the same length) into ``table`` (qualified SQL).
+
+        A column is a list of values, or an Arrow array of the column type's :meth:`ChType.arrow`.
+        """
 
     @abc.abstractmethod
     def is_transient(self, exc: BaseException) -> bool:
@@ -332,12 +335,15 @@ class NativeClient(ClickHouseClient):
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self._connection().execute(sql)]
 
-    def insert(self, table: str, columns: Sequence[tuple[str, ChType]], data: Sequence[list[Any]]) -> None:
-        if not data or not data[0]:
+    def insert(self, table: str, columns: Sequence[tuple[str, ChType]], data: Sequence[Any]) -> None:
+        if not data or not len(data[0]):
             return
         names = ", ".join(quote_identifier(c) for c, _ in columns)
+        import pyarrow as pa
+
+        plain = [values.to_pylist() if isinstance(values, pa.Array) else values for values in data]
         self._connection().execute(
-            f"INSERT INTO {table} ({names}) VALUES", list(data), columnar=True, types_check=False
+            f"INSERT INTO {table} ({names}) VALUES", plain, columnar=True, types_check=False
         )
 
     def is_transient(self, exc: BaseException) -> bool:
@@ -421,12 +427,15 @@ class ChdbClient(ClickHouseClient):
         columns = [_plain_column(table.schema.field(i).type, col) for i, col in enumerate(table.columns)]
         return list(zip(*columns, strict=True)) if columns else []
 
-    def insert(self, table: str, columns: Sequence[tuple[str, ChType]], data: Sequence[list[Any]]) -> None:
-        if not data or not data[0]:
+    def insert(self, table: str, columns: Sequence[tuple[str, ChType]], data: Sequence[Any]) -> None:
+        if not data or not len(data[0]):
             return
         import pyarrow as pa
 
-        arrays = [pa.array(values, type=ch.arrow()) for (_, ch), values in zip(columns, data, strict=True)]
+        arrays = [
+            values.cast(ch.arrow()) if isinstance(values, pa.Array) else pa.array(values, type=ch.arrow())
+            for (_, ch), values in zip(columns, data, strict=True)
+        ]
         batch = pa.table(arrays, names=[c for c, _ in columns])
         sink = io.BytesIO()
         with pa.ipc.new_stream(sink, batch.schema) as writer:

@@ -57,6 +57,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import pyarrow as pa
+
+from cdc_platform.changes.arrow import ChangeBatch, from_arrow, storage_type
 from cdc_platform.changes.merge import Key, RowState, VisiblePartition
 from cdc_platform.changes.records import RowChange
 from cdc_platform.destinations import naming
@@ -84,11 +87,13 @@ from cdc_platform.destinations.clickhouse.typemap import (
     UINT64,
     ChType,
     Mapped,
+    arrow_values,
     mapping,
     normal_type,
     quote_identifier,
     variants,
 )
+from cdc_platform.destinations.columnar import FreshColumns, plan_change_batch
 from cdc_platform.destinations.state import (
     ClusteringOrder,
     FreshRows,
@@ -530,6 +535,24 @@ class ClickHouseDestination(Destination):
             self.name, table.qualified_name, len(changes), rows, parts, time.perf_counter() - started, retries
         )
 
+    def apply_batch(self, table: Table, changes: ChangeBatch, *, batch: str = "") -> ApplyResult:
+        layout = self._layout(table)
+        started = time.perf_counter()
+
+        def run(client: ClickHouseClient) -> tuple[int, int]:
+            with self._lock(layout):
+                store = _Store(client, layout, self.name)
+                plan = plan_change_batch(table, changes, store)
+                store.write_columns(plan.columns)  # row tables before partition records
+                store.write_fresh(plan.fresh)
+                store.write(plan.rows, plan.partitions)
+                return plan.row_count, len(plan.partitions)
+
+        (rows, parts), retries = self._run("apply", table, batch or None, run)
+        return ApplyResult(
+            self.name, table.qualified_name, len(changes), rows, parts, time.perf_counter() - started, retries
+        )
+
     def pending(self, table: Table, changes: Sequence[RowChange]) -> int:
         layout = self._layout(table)
 
@@ -889,6 +912,32 @@ class _Store:
             convert = lay.mapped(lay.main, c).convert
             data.append([convert(v) for v in values])
             data.append(versions)
+        data += [fresh.liveness, [None] * n, [1] * n, [None] * n, [None] * n, [1] * n]
+        self.client.insert(lay.ident(lay.main), lay.main_columns(), data)
+
+    def write_columns(self, fresh: FreshColumns | None) -> None:
+        """:meth:`write_fresh` for rows of a change batch, column-wise (:mod:`..columnar`)."""
+        if not fresh:
+            return
+        lay = self.layout
+        n = len(fresh)
+
+        def typed(c: Column, values: pa.Array) -> pa.Array | list[Any]:
+            mapped = lay.mapped(lay.main, c)
+            converted = arrow_values(c.type, mapped, values)
+            if converted is not None:
+                return converted
+            plain = from_arrow(c.type)
+            convert = mapped.convert
+            return [
+                convert(None if v is None else plain(v))
+                for v in values.cast(storage_type(values.type)).to_pylist()
+            ]
+
+        data: list[Any] = [fresh.keys, fresh.pks]
+        data += [typed(c, values) for c, values in zip(lay.key_columns, fresh.key_values, strict=True)]
+        for c, values, versions in zip(self.table.regular, fresh.values, fresh.versions, strict=True):
+            data += [typed(c, values), versions]
         data += [fresh.liveness, [None] * n, [1] * n, [None] * n, [None] * n, [1] * n]
         self.client.insert(lay.ident(lay.main), lay.main_columns(), data)
 

@@ -272,6 +272,7 @@ class Mapped:
     ch: ChType
     convert: Convert
     json: bool = False
+    bounds: tuple[int, int] | None = None  # timestamps (ms) and dates (days) outside are NULL
 
 
 class _Unrepresentable(Exception):
@@ -357,6 +358,60 @@ def _scalar(t: NativeType, caps: Capabilities) -> tuple[ChScalar, Convert]:
     raise ValueError(f"no ClickHouse type for CQL type {name}")
 
 
+def _scalar_bounds(t: NativeType, ch: ChScalar, caps: Capabilities) -> tuple[int, int] | None:
+    """The range :func:`_scalar`'s conversion keeps for timestamps and dates (others: none)."""
+    if t.name == "timestamp" and ch.name == _DATETIME64:
+        return _WIDE_MS if caps.wide_dates else _NARROW_MS
+    if t.name == "date":
+        if ch.name == "Date32":
+            return _WIDE_DAYS if caps.wide_dates else _NARROW_DAYS
+        return _DATE_DAYS
+    return None
+
+
+# (CQL type, ClickHouse type) pairs whose Arrow column (of a change batch) converts by a cast.
+_ARROW_CASTS = {
+    ("ascii", "String"),
+    ("text", "String"),
+    ("blob", "String"),
+    ("tinyint", "Int8"),
+    ("smallint", "Int16"),
+    ("int", "Int32"),
+    ("bigint", "Int64"),
+    ("float", "Float32"),
+    ("double", "Float64"),
+    ("boolean", "Bool"),
+    ("boolean", "UInt8"),
+    ("timestamp", "Int64"),
+    ("time", "Int64"),
+    ("timestamp", _DATETIME64),
+    ("date", "Date32"),
+    ("date", "Date"),
+}
+
+
+def arrow_values(t: CqlType, mapped: Mapped, values: pa.Array) -> pa.Array | None:
+    """What ``mapped.convert`` gives for each value of a change batch's typed column, as an
+    Arrow array of ``mapped.ch.arrow()``; ``None`` for types converted value by value."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ch = mapped.ch
+    if not (isinstance(t, NativeType) and isinstance(ch, ChScalar) and (t.name, ch.name) in _ARROW_CASTS):
+        return None
+    target = ch.arrow()
+    if mapped.bounds is not None:
+        lo, hi = mapped.bounds
+        numbers = values.cast(pa.int32() if pa.types.is_date32(values.type) else pa.int64())
+        inside = pc.and_(pc.greater_equal(numbers, lo), pc.less_equal(numbers, hi))
+        values = pc.if_else(inside, values, pa.scalar(None, values.type))
+    if pa.types.is_time64(values.type) or (
+        pa.types.is_timestamp(values.type) and not pa.types.is_timestamp(target)
+    ):
+        values = values.cast(pa.int64())
+    return values.cast(target)
+
+
 def _to_date(days: int) -> dt.date:
     return _EPOCH_DATE + dt.timedelta(days=days)
 
@@ -389,7 +444,7 @@ def _natural(t: CqlType, caps: Capabilities, top: bool) -> Mapped | None:
                 return None
             return conv(v)
 
-        return Mapped(base.with_null(), scalar)
+        return Mapped(base.with_null(), scalar, bounds=_scalar_bounds(t, base, caps))
     if isinstance(t, (ListType, SetType, VectorType)):
         elem = _natural(t.element, caps, False)
         if elem is None or (not caps.tuple_arrays and _holds_tuple(elem.ch)):

@@ -20,6 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import psycopg
+    import pyarrow as pa
+
+    from cdc_platform.schema.types import CqlType
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 TRAILER = b"\xff\xff"
@@ -56,6 +59,24 @@ class ColumnCopy:
         self._tx.set_dumper_types([self._types.get_oid(copy_type)] * n, Format.BINARY)
         return list(self._tx.dump_sequence(values, [PyFormat.BINARY] * n))
 
+    def dump_arrow(self, cql_type: CqlType, values: pa.Array) -> Any:
+        """The binary form of each value of a typed change-batch column (nulls stay null).
+
+        Common scalar types are dumped with Arrow and numpy; others value by value through
+        the same conversion (:func:`.typemap.pg_column`) and dumpers as :meth:`dump`.
+        """
+        from cdc_platform.changes.arrow import from_arrow, storage_type
+        from cdc_platform.destinations.postgres.typemap import copy_type, pg_column
+
+        dumped = arrow_binary(cql_type, values)
+        if dumped is not None:
+            return dumped
+        convert = from_arrow(cql_type)
+        plain = [
+            None if v is None else convert(v) for v in values.cast(storage_type(values.type)).to_pylist()
+        ]
+        return self.dump(copy_type(cql_type), pg_column(cql_type)(plain))
+
     def stream(self, columns: Sequence[Sequence[Any]]) -> Iterator[bytes]:
         """The COPY data for rows given column by column (dumped values), in chunks.
 
@@ -70,6 +91,74 @@ class ColumnCopy:
             stop = min(n, start + _CHUNK_ROWS)
             yield _rows([c[start:stop] for c in columns])
         yield TRAILER
+
+
+_PG_EPOCH_DAYS = 10_957  # 2000-01-01, PostgreSQL's epoch, in days since 1970-01-01
+# Binary COPY forms of fixed-width values: the big-endian numpy dtype per CQL type.
+_FIXED_DUMPS = {
+    "tinyint": ">i2",
+    "smallint": ">i2",
+    "int": ">i4",
+    "bigint": ">i8",
+    "time": ">i8",
+    "float": ">f4",
+    "double": ">f8",
+    "boolean": "u1",
+}
+
+
+def arrow_binary(cql_type: CqlType, values: pa.Array) -> pa.Array | None:
+    """The binary COPY form of a typed change-batch column, or ``None`` for types not done here.
+
+    The same values :func:`.typemap.pg_value` gives: text holding U+0000 and timestamps or
+    dates outside years 1–9999 become NULL.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from cdc_platform.destinations.columnar import fixed_width
+    from cdc_platform.destinations.postgres.typemap import MAX_DAY, MAX_MS, MIN_DAY, MIN_MS
+    from cdc_platform.schema.types import NativeType
+
+    if not isinstance(cql_type, NativeType):
+        return None
+    name = cql_type.name
+    n = len(values)
+
+    def numbers(dtype: Any) -> Any:
+        storage = (
+            values.cast(pa.int32() if name == "date" else pa.int64())
+            if name in ("timestamp", "time", "date")
+            else values
+        )
+        zero = False if pa.types.is_boolean(storage.type) else 0
+        return storage.fill_null(zero).to_numpy(zero_copy_only=False).astype(dtype)
+
+    def keep(out: pa.Array, valid: pa.Array) -> pa.Array:
+        return pc.if_else(valid, out, pa.scalar(None, pa.binary()))
+
+    if name in _FIXED_DUMPS:
+        dtype = np.dtype(_FIXED_DUMPS[name])
+        out = fixed_width(numbers(dtype).tobytes(), dtype.itemsize, n)
+        return keep(out, values.is_valid()) if values.null_count else out
+    if name in ("ascii", "text"):
+        return keep(
+            values.cast(pa.binary()), pc.invert(pc.fill_null(pc.match_substring(values, "\x00"), True))
+        )
+    if name == "blob":
+        return values
+    if name == "timestamp":  # microseconds since 2000-01-01
+        ms = numbers(np.int64)
+        out = fixed_width(((ms - _PG_EPOCH_DAYS * 86_400_000) * 1000).astype(">i8").tobytes(), 8, n)
+        valid = pa.array((ms >= MIN_MS) & (ms <= MAX_MS))
+        return keep(out, pc.and_(valid, values.is_valid()))
+    if name == "date":  # days since 2000-01-01
+        days = numbers(np.int64)
+        out = fixed_width((days - _PG_EPOCH_DAYS).astype(">i4").tobytes(), 4, n)
+        valid = pa.array((days >= MIN_DAY) & (days <= MAX_DAY))
+        return keep(out, pc.and_(valid, values.is_valid()))
+    return None
 
 
 def _rows(columns: Sequence[Sequence[Any]]) -> bytes:

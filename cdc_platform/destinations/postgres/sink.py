@@ -34,8 +34,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import pyarrow as pa
 from psycopg import sql
 
+from cdc_platform.changes.arrow import ChangeBatch
 from cdc_platform.changes.merge import Key, RowState, VisiblePartition
 from cdc_platform.changes.records import RowChange
 from cdc_platform.destinations import naming
@@ -46,6 +48,7 @@ from cdc_platform.destinations.base import (
     RetryPolicy,
     check_supported,
 )
+from cdc_platform.destinations.columnar import FreshColumns, fixed_width, plan_change_batch
 from cdc_platform.destinations.postgres.copy import ColumnCopy
 from cdc_platform.destinations.postgres.typemap import copy_type, pg_column, pg_type, pg_value
 from cdc_platform.destinations.state import (
@@ -430,6 +433,26 @@ class PostgresDestination(Destination):
             self.name, table.qualified_name, len(changes), rows, parts, time.perf_counter() - started, retries
         )
 
+    def apply_batch(self, table: Table, changes: ChangeBatch, *, batch: str = "") -> ApplyResult:
+        layout = self._layout(table)
+        started = time.perf_counter()
+
+        def transaction(conn: psycopg.Connection[Any]) -> tuple[int, int]:
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(%s)", (_lock_id(f"table:{layout.schema}.{layout.main}"),)
+            )
+            store = _Store(conn, layout, self.name)
+            plan = plan_change_batch(table, changes, store)
+            store.write_columns(plan.columns)
+            store.write_fresh(plan.fresh)
+            store.write(plan.rows, plan.partitions)
+            return plan.row_count, len(plan.partitions)
+
+        (rows, parts), retries = self._run("apply", table, batch or None, transaction)
+        return ApplyResult(
+            self.name, table.qualified_name, len(changes), rows, parts, time.perf_counter() - started, retries
+        )
+
     def pending(self, table: Table, changes: Sequence[RowChange]) -> int:
         layout = self._layout(table)
 
@@ -726,6 +749,26 @@ class _Store:
             columns.append(versions)
         columns.append(fresh.liveness)
         columns.append(dump("bool", [True] * n))  # _cdc_exists; deletion, expiry, refresh stay NULL
+        names = [name for name, _ in lay.main_columns() if name not in _FRESH_NULL]
+        target = sql.SQL("{} ({})").format(
+            lay.ident(lay.main), sql.SQL(", ").join(sql.Identifier(c) for c in names)
+        )
+        self._copy_columns(target, columns)
+
+    def write_columns(self, fresh: FreshColumns | None) -> None:
+        """:meth:`write_fresh` for rows of a change batch, column-wise (:mod:`..columnar`)."""
+        if not fresh:
+            return
+        lay = self.layout
+        dump = self.copier.dump_arrow
+        columns: list[Any] = [fresh.keys, fresh.pks]
+        for c, values in zip(lay.key_columns, fresh.key_values, strict=True):
+            columns.append(dump(c.type, values))
+        for c, values, versions in zip(self.table.regular, fresh.values, fresh.versions, strict=True):
+            columns.append(dump(c.type, values) if not c.type.is_multicell else values.cast(pa.binary()))
+            columns.append(versions)
+        columns.append(fresh.liveness)
+        columns.append(fixed_width(b"\x01" * len(fresh), 1, len(fresh)))  # _cdc_exists (binary true)
         names = [name for name, _ in lay.main_columns() if name not in _FRESH_NULL]
         target = sql.SQL("{} ({})").format(
             lay.ident(lay.main), sql.SQL(", ").join(sql.Identifier(c) for c in names)

@@ -8,7 +8,7 @@
 | tinyint, smallint | smallint | |
 | int | integer | |
 | bigint | bigint | |
-| varint, decimal | numeric | exact (decimal keeps its scale) |
+| varint, decimal | numeric | exact (decimal keeps its scale); values beyond numeric's binary range (more than 16,383 digits after the point or about 131,000 before it) are stored NULL |
 | float, double | real, double precision | NaN and infinities kept |
 | uuid, timeuuid | uuid | |
 | timestamp | timestamptz | millisecond precision; values outside year 1–9999 are stored NULL |
@@ -81,10 +81,10 @@ _COPY_NAMES: dict[str, str] = {
 }
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_MIN_MS = int((dt.datetime(1, 1, 1, tzinfo=dt.UTC) - _EPOCH).total_seconds() * 1000)
-_MAX_MS = int((dt.datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=dt.UTC) - _EPOCH).total_seconds() * 1000)
-_MIN_DAY = (dt.date(1, 1, 1) - dt.date(1970, 1, 1)).days
-_MAX_DAY = (dt.date(9999, 12, 31) - dt.date(1970, 1, 1)).days
+MIN_MS = int((dt.datetime(1, 1, 1, tzinfo=dt.UTC) - _EPOCH).total_seconds() * 1000)
+MAX_MS = int((dt.datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=dt.UTC) - _EPOCH).total_seconds() * 1000)
+MIN_DAY = (dt.date(1, 1, 1) - dt.date(1970, 1, 1)).days
+MAX_DAY = (dt.date(9999, 12, 31) - dt.date(1970, 1, 1)).days
 
 
 def _array_element(t: CqlType) -> str | None:
@@ -117,15 +117,29 @@ def copy_type(t: CqlType) -> str:
 
 
 def _timestamp(ms: int) -> Any:
-    if not _MIN_MS <= ms <= _MAX_MS:
+    if not MIN_MS <= ms <= MAX_MS:
         return None
     return _EPOCH + dt.timedelta(milliseconds=ms)
 
 
 def _date(days: int) -> Any:
-    if not _MIN_DAY <= days <= _MAX_DAY:
+    if not MIN_DAY <= days <= MAX_DAY:
         return None
     return dt.date(1970, 1, 1) + dt.timedelta(days=days)
+
+
+# PostgreSQL numeric (binary COPY form): at most 16383 digits after the point, and a weight
+# (base-10000 digits before the point) that fits an int16; kept a little inside the latter.
+_MAX_SCALE = 16_383
+_MAX_INTEGER_DIGITS = 131_000
+
+
+def _numeric(v: Decimal) -> Decimal | None:
+    _, digits, exponent = v.as_tuple()
+    assert isinstance(exponent, int)  # CQL varints and decimals are finite
+    if -exponent > _MAX_SCALE or len(digits) + exponent > _MAX_INTEGER_DIGITS:
+        return None
+    return v
 
 
 def _text(v: str) -> Any:
@@ -158,7 +172,8 @@ _SCALAR_VALUE: dict[str, Callable[[Any], Any]] = {
     "duration": lambda v: Jsonb(
         json.dumps({"months": v[0], "days": v[1], "nanoseconds": v[2]}), dumps=_passthrough
     ),
-    "varint": lambda v: Decimal(v),
+    "varint": lambda v: _numeric(Decimal(v)),
+    "decimal": lambda v: _numeric(Decimal(v)),
 }
 
 

@@ -84,6 +84,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from cdc_platform.changes.arrow import ChangeBatch
 from cdc_platform.changes.identity import change_id
 from cdc_platform.changes.merge import (
     Key,
@@ -894,6 +895,10 @@ class TimescaleDestination(PostgresDestination):
         return self._history(table)
 
     # -- applying ----------------------------------------------------------------------------
+
+    def apply_batch(self, table: Table, changes: ChangeBatch, *, batch: str = "") -> ApplyResult:
+        # Every change becomes a history row: the batch's rows as change objects.
+        return self.apply(table, changes.to_changes(), batch=batch)
 
     def apply(self, table: Table, changes: Sequence[RowChange], *, batch: str = "") -> ApplyResult:
         """Appends the batch's new changes to the history and merges it into the current state.
