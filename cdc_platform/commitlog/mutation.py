@@ -369,8 +369,8 @@ class MutationDecoder:
                 row_ttl, pos = st.ttl(d, pos)
                 row_ldt, pos = st.ldt(d, pos)
             liveness = Liveness(row_ts, row_ttl, row_ldt)
-        elif flags & HAS_TTL:
-            raise MutationDecodeError(f"row flags {flags:#04x} have a TTL without a timestamp")
+        # A TTL flag without a timestamp flag is ignored, as UnfilteredSerializer does: the TTL
+        # and expiry are only read after a row timestamp.
         deletion = None
         if flags & HAS_DELETION:
             deletion, pos = st.deletion(d, pos)

@@ -673,3 +673,35 @@ def test_multi_byte_lengths_counts_and_null_clustering(tmp_path: Path) -> None:
     w = write_segment(tmp_path, [mutation], [1], version=7, codec="deflate", segment_id=13)
     entries, _ = decode_all(w, schema_of(table))
     assert [e.mutation for e in entries if isinstance(e, DecodedEntry)] == [mutation]
+
+
+def test_row_ttl_flag_without_a_timestamp_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``UnfilteredSerializer`` reads a row's TTL and expiry only after its timestamp: a TTL
+    flag alone is ignored (no writer sets it, but a reader must not fail on it)."""
+    from cdc_platform.commitlog.mutation import HAS_TIMESTAMP, HAS_TTL
+
+    table = Table(
+        "ks",
+        "ttl_flag",
+        uuid.UUID("00000000-0000-0000-0000-0000000000f1"),
+        [
+            Column("k", NativeType("int"), ColumnKind.PARTITION_KEY),
+            Column("v", NativeType("int"), ColumnKind.REGULAR),
+        ],
+    )
+    row = Row((), data=(Cell(table.column("v"), TS, serialize(NativeType("int"), 7)),))
+    mutation = Mutation((PartitionUpdate(table, serialize(NativeType("int"), 1), unfiltereds=(row,)),))
+    real = MutationEncoder._row
+    flagged: list[int] = []
+
+    def with_ttl_flag(self: MutationEncoder, *args: object, **kwargs: object) -> bytes:
+        out = real(self, *args, **kwargs)  # type: ignore[arg-type]
+        assert not out[0] & (HAS_TIMESTAMP | HAS_TTL)  # the premise: no liveness written
+        flagged.append(out[0] | HAS_TTL)
+        return bytes((flagged[-1],)) + out[1:]
+
+    monkeypatch.setattr(MutationEncoder, "_row", with_ttl_flag)
+    w = write_segment(tmp_path, [mutation], [0], version=7, codec=None, segment_id=3)
+    assert flagged
+    entries, _ = decode_all(w, schema_of(table))
+    assert [e.mutation for e in entries if isinstance(e, DecodedEntry)] == [mutation]
