@@ -188,7 +188,11 @@ def segment_inspect(
     as_json: bool,
     segment_path: str,
 ) -> None:
-    """Print the header, compression/encryption, sections, entry counts per table id, idx state and damage."""
+    """Print the header, compression/encryption, sections, entry counts per table id, idx state and damage.
+
+    A segment whose _cdc.idx is still open is read up to its durable offset: past it Cassandra
+    may be writing (a sync marker there can be half written).
+    """
     import uuid
 
     keys = _key_provider(keystore, keystore_password, keystore_password_file)
@@ -211,13 +215,29 @@ def segment_inspect(
             {"cipher": d.encryption.cipher, "key_alias": d.encryption.key_alias} if d.encryption else None
         ),
     )
+    idx_info: dict[str, Any] | None = None
+    durable: int | None = None  # an open index: what lies past its offset is not durable yet
+    try:
+        idx_path = cdc_index_path(segment_path)
+        if idx_path is not None:
+            idx = read_cdc_index(idx_path)
+            idx_info = {
+                "file": str(idx_path),
+                "offset": idx.offset if idx else None,
+                "completed": idx.completed if idx else None,
+            }
+            if idx is not None and not idx.completed:
+                durable = idx.offset
+    except (CdcIndexError, CommitLogError) as exc:
+        idx_info = {"error": str(exc)}
+    info["read_to"] = durable
     sections: list[dict[str, Any]] = []
     tables: Counter[str] = Counter()
     damage: list[dict[str, Any]] = []
     entries = 0
     last = None
     try:
-        for s in reader.sections():
+        for s in reader.sections(durable):
             sections.append(
                 {
                     "index": s.index,
@@ -229,7 +249,7 @@ def segment_inspect(
                     "truncated": s.truncated,
                 }
             )
-        for item in reader.frames():
+        for item in reader.frames(end=durable):
             if isinstance(item, Damage):
                 damage.append({"kind": item.kind, "position": item.position, "message": item.message})
                 continue
@@ -251,18 +271,6 @@ def segment_inspect(
         damage=damage,
         error=error,
     )
-    idx_info: dict[str, Any] | None = None
-    try:
-        idx_path = cdc_index_path(segment_path)
-        if idx_path is not None:
-            idx = read_cdc_index(idx_path)
-            idx_info = {
-                "file": str(idx_path),
-                "offset": idx.offset if idx else None,
-                "completed": idx.completed if idx else None,
-            }
-    except (CdcIndexError, CommitLogError) as exc:
-        idx_info = {"error": str(exc)}
     info["cdc_index"] = idx_info
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
@@ -277,6 +285,10 @@ def segment_inspect(
             f"  compression: {info['compression'] or 'none'}   encryption: "
             f"{(d.encryption.cipher + ' alias ' + d.encryption.key_alias) if d.encryption else 'none'}"
         )
+        if durable is not None:
+            click.echo(
+                f"  read to the durable offset {durable} of the open index (the rest is not durable yet)"
+            )
         click.echo(f"  sections: {len(sections)}")
         for sec in sections:
             click.echo(
