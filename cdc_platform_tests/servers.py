@@ -143,3 +143,20 @@ def clickhouse_server(root: Path, *, timeout: float = 60) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def drop_clickhouse_databases(url: str, prefix: str) -> None:
+    """Drops the databases whose names start with ``prefix`` (a test's own) on a ClickHouse URL."""
+    from cdc_platform.destinations.clickhouse import ClickHouseDestination
+    from cdc_platform.destinations.clickhouse.client import literal
+    from cdc_platform.destinations.clickhouse.typemap import quote_identifier
+
+    dest = ClickHouseDestination(url)
+    try:
+        client = dest.client()
+        for (name,) in client.query(
+            f"SELECT name FROM system.databases WHERE startsWith(name, {literal(prefix)})"
+        ):
+            client.execute(f"DROP DATABASE IF EXISTS {quote_identifier(name.decode())}")
+    finally:
+        dest.close()

@@ -39,7 +39,7 @@ from cdc_platform.destinations.clickhouse.typemap import normal_type, quote_iden
 from cdc_platform.schema.cql import parse_schema
 from cdc_platform.schema.model import Table
 from cdc_platform.schema.values import Duration
-from cdc_platform_tests.servers import CLICKHOUSE_TEST_USER
+from cdc_platform_tests.servers import CLICKHOUSE_TEST_USER, drop_clickhouse_databases
 from cdc_platform_tests.workloads import NOW, PLAIN, TABLE, plain_workloads, workloads
 
 # The choices an 18.16 server makes, forced on any server: no DateTime64, Date32, Map, Bool
@@ -61,26 +61,6 @@ _SETTINGS = {
 }
 
 
-def _drop_databases(url: str, prefix: str) -> None:
-    dest = ClickHouseDestination(url)
-    try:
-        client = dest.client()
-        for (name,) in client.query(
-            f"SELECT name FROM system.databases WHERE startsWith(name, {literal(prefix)})"
-        ):
-            client.execute(f"DROP DATABASE IF EXISTS {quote_identifier(name.decode())}")
-    finally:
-        dest.close()
-
-
-@pytest.fixture()
-def ch(clickhouse_url: str, schema_prefix: str) -> Iterator[ClickHouseDestination]:
-    dest = ClickHouseDestination(clickhouse_url, database_prefix=schema_prefix)
-    yield dest
-    dest.close()
-    _drop_databases(clickhouse_url, schema_prefix)
-
-
 @pytest.fixture()
 def make_ch(clickhouse_url: str) -> Iterator[Any]:
     """More destinations on the same backend, each with databases of its own."""
@@ -95,7 +75,7 @@ def make_ch(clickhouse_url: str) -> Iterator[Any]:
     yield make
     for dest, prefix in made:
         dest.close()
-        _drop_databases(clickhouse_url, prefix)
+        drop_clickhouse_databases(clickhouse_url, prefix)
 
 
 def _batches(changes: list[RowChange], rng: random.Random) -> list[list[RowChange]]:

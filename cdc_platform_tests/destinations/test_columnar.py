@@ -33,7 +33,6 @@ from cdc_platform.destinations.postgres.typemap import copy_type, pg_column
 from cdc_platform.destinations.state import split_fresh
 from cdc_platform.schema.cql import parse_schema
 from cdc_platform.schema.model import Table
-from cdc_platform_tests.destinations.test_clickhouse import _drop_databases
 from cdc_platform_tests.destinations.test_fresh_rows import _SETTINGS, _check, _rows
 from cdc_platform_tests.strategies import values_for
 from cdc_platform_tests.workloads import NOW, PLAIN, TABLE
@@ -175,21 +174,6 @@ def test_clickhouse_column_conversions_equal_the_value_by_value_ones(
 # apply_batch against the model
 
 
-@pytest.fixture()
-def pg(postgres_url: str, schema_prefix: str) -> Iterator[PostgresDestination]:
-    dest = PostgresDestination(postgres_url, schema_prefix=schema_prefix)
-    yield dest
-    dest.close()
-
-
-@pytest.fixture()
-def ch(clickhouse_url: str, schema_prefix: str) -> Iterator[ClickHouseDestination]:
-    dest = ClickHouseDestination(clickhouse_url, database_prefix=schema_prefix)
-    yield dest
-    dest.close()
-    _drop_databases(clickhouse_url, schema_prefix)
-
-
 def _stored_then_batches(
     dest: Destination, table: Table, stored: list[RowChange], batch: list[RowChange], seed: int
 ) -> None:
@@ -216,10 +200,7 @@ def _stored_then_batches(
 def test_postgres_apply_batch_equals_the_model(
     pg: PostgresDestination, data: st.DataObject, table: Table, seed: int, now: int
 ) -> None:
-    stored = data.draw(_rows(table, range(4), 12))
-    batch = data.draw(_rows(table, range(8), 30))
-    _stored_then_batches(pg, table, stored, batch, seed)
-    _check(pg, table, stored + batch, now)
+    _equals_the_model(pg, data, table, seed, now)
 
 
 @settings(max_examples=8, **_SETTINGS)  # type: ignore[arg-type]
@@ -232,10 +213,15 @@ def test_postgres_apply_batch_equals_the_model(
 def test_clickhouse_apply_batch_equals_the_model(
     ch: ClickHouseDestination, data: st.DataObject, table: Table, seed: int, now: int
 ) -> None:
+    _equals_the_model(ch, data, table, seed, now)
+
+
+def _equals_the_model(dest: Destination, data: st.DataObject, table: Table, seed: int, now: int) -> None:
+    """Stored state in small batches, then one mixed batch (fresh rows and fallbacks) and its replay."""
     stored = data.draw(_rows(table, range(4), 12))
     batch = data.draw(_rows(table, range(8), 30))
-    _stored_then_batches(ch, table, stored, batch, seed)
-    _check(ch, table, stored + batch, now)
+    _stored_then_batches(dest, table, stored, batch, seed)
+    _check(dest, table, stored + batch, now)
 
 
 @settings(max_examples=10, **_SETTINGS)  # type: ignore[arg-type]

@@ -10,9 +10,7 @@ leave each destination equal to the model.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -32,7 +30,6 @@ from cdc_platform.destinations.state import (
     split_fresh,
 )
 from cdc_platform.schema.model import Table
-from cdc_platform_tests.destinations.test_clickhouse import _drop_databases
 from cdc_platform_tests.workloads import NOW, PLAIN, TABLE
 
 _SETTINGS = {
@@ -151,21 +148,6 @@ def test_split_sends_every_unusual_row_to_the_general_path() -> None:
 
 # --------------------------------------------------------------------------------------------
 # Destinations: fresh path and fallback in one batch, against the model
-
-
-@pytest.fixture()
-def pg(postgres_url: str, schema_prefix: str) -> Iterator[PostgresDestination]:
-    dest = PostgresDestination(postgres_url, schema_prefix=schema_prefix)
-    yield dest
-    dest.close()
-
-
-@pytest.fixture()
-def ch(clickhouse_url: str, schema_prefix: str) -> Iterator[ClickHouseDestination]:
-    dest = ClickHouseDestination(clickhouse_url, database_prefix=schema_prefix)
-    yield dest
-    dest.close()
-    _drop_databases(clickhouse_url, schema_prefix)
 
 
 def _stored_then_batch(

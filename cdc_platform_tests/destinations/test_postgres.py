@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -16,13 +15,6 @@ from cdc_platform.changes.records import RowChange, changes_of_update
 from cdc_platform.commitlog.build import UpdateBuilder
 from cdc_platform.destinations.postgres.sink import PostgresDestination
 from cdc_platform_tests.workloads import NOW, PLAIN, TABLE, plain_workloads, workloads
-
-
-@pytest.fixture()
-def pg(postgres_url: str, schema_prefix: str) -> Iterator[PostgresDestination]:
-    dest = PostgresDestination(postgres_url, schema_prefix=schema_prefix)
-    yield dest
-    dest.close()
 
 
 def _batches(changes: list[RowChange], rng: random.Random) -> list[list[RowChange]]:

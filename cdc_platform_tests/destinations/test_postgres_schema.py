@@ -6,10 +6,8 @@ import datetime as dt
 import decimal
 import ipaddress
 import uuid
-from collections.abc import Iterator
 
 import psycopg
-import pytest
 from psycopg import sql
 
 from cdc_platform.changes.merge import TableModel, canonical
@@ -21,13 +19,6 @@ from cdc_platform.schema.cql import parse_schema
 from cdc_platform.schema.values import Duration
 
 NOW = 1_800_000_000
-
-
-@pytest.fixture()
-def pg(postgres_url: str, schema_prefix: str) -> Iterator[PostgresDestination]:
-    dest = PostgresDestination(postgres_url, schema_prefix=schema_prefix)
-    yield dest
-    dest.close()
 
 
 TYPES = parse_schema(

@@ -100,6 +100,7 @@ from cdc_platform.destinations.state import (
     PartitionRecord,
     RowId,
     RowWrite,
+    WritePlan,
     decode_deletion,
     decode_pk,
     decode_ranges,
@@ -519,30 +520,22 @@ class ClickHouseDestination(Destination):
         return _LOCKS.get(f"{self.spec.redacted}|{layout.database}|{layout.main}")
 
     def apply(self, table: Table, changes: Sequence[RowChange], *, batch: str = "") -> ApplyResult:
-        layout = self._layout(table)
-        started = time.perf_counter()
-
-        def run(client: ClickHouseClient) -> tuple[int, int]:
-            with self._lock(layout):
-                store = _Store(client, layout, self.name)
-                plan = plan_batch(table, changes, store)
-                store.write_fresh(plan.fresh)  # row tables before partition records
-                store.write(plan.rows, plan.partitions)
-                return plan.row_count, len(plan.partitions)
-
-        (rows, parts), retries = self._run("apply", table, batch or None, run)
-        return ApplyResult(
-            self.name, table.qualified_name, len(changes), rows, parts, time.perf_counter() - started, retries
-        )
+        return self._apply(table, len(changes), batch, lambda store: plan_batch(table, changes, store))
 
     def apply_batch(self, table: Table, changes: ChangeBatch, *, batch: str = "") -> ApplyResult:
+        return self._apply(table, len(changes), batch, lambda store: plan_change_batch(table, changes, store))
+
+    def _apply(
+        self, table: Table, count: int, batch: str, plan_of: Callable[[_Store], WritePlan]
+    ) -> ApplyResult:
+        """Plans and writes a batch under the table's lock (writers of a table are serialised)."""
         layout = self._layout(table)
         started = time.perf_counter()
 
         def run(client: ClickHouseClient) -> tuple[int, int]:
             with self._lock(layout):
                 store = _Store(client, layout, self.name)
-                plan = plan_change_batch(table, changes, store)
+                plan = plan_of(store)
                 store.write_columns(plan.columns)  # row tables before partition records
                 store.write_fresh(plan.fresh)
                 store.write(plan.rows, plan.partitions)
@@ -550,7 +543,7 @@ class ClickHouseDestination(Destination):
 
         (rows, parts), retries = self._run("apply", table, batch or None, run)
         return ApplyResult(
-            self.name, table.qualified_name, len(changes), rows, parts, time.perf_counter() - started, retries
+            self.name, table.qualified_name, count, rows, parts, time.perf_counter() - started, retries
         )
 
     def pending(self, table: Table, changes: Sequence[RowChange]) -> int:

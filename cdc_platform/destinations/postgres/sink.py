@@ -29,7 +29,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +56,7 @@ from cdc_platform.destinations.state import (
     PartitionRecord,
     RowId,
     RowWrite,
+    WritePlan,
     decode_deletion,
     decode_pk,
     decode_ranges,
@@ -415,25 +416,15 @@ class PostgresDestination(Destination):
     # -- applying ----------------------------------------------------------------------------
 
     def apply(self, table: Table, changes: Sequence[RowChange], *, batch: str = "") -> ApplyResult:
-        layout = self._layout(table)
-        started = time.perf_counter()
-
-        def transaction(conn: psycopg.Connection[Any]) -> tuple[int, int]:
-            conn.execute(
-                "SELECT pg_advisory_xact_lock(%s)", (_lock_id(f"table:{layout.schema}.{layout.main}"),)
-            )
-            store = _Store(conn, layout, self.name)
-            plan = plan_batch(table, changes, store)
-            store.write_fresh(plan.fresh)
-            store.write(plan.rows, plan.partitions)
-            return plan.row_count, len(plan.partitions)
-
-        (rows, parts), retries = self._run("apply", table, batch or None, transaction)
-        return ApplyResult(
-            self.name, table.qualified_name, len(changes), rows, parts, time.perf_counter() - started, retries
-        )
+        return self._apply(table, len(changes), batch, lambda store: plan_batch(table, changes, store))
 
     def apply_batch(self, table: Table, changes: ChangeBatch, *, batch: str = "") -> ApplyResult:
+        return self._apply(table, len(changes), batch, lambda store: plan_change_batch(table, changes, store))
+
+    def _apply(
+        self, table: Table, count: int, batch: str, plan_of: Callable[[_Store], WritePlan]
+    ) -> ApplyResult:
+        """Plans and writes a batch in one transaction, under the table's advisory lock."""
         layout = self._layout(table)
         started = time.perf_counter()
 
@@ -442,7 +433,7 @@ class PostgresDestination(Destination):
                 "SELECT pg_advisory_xact_lock(%s)", (_lock_id(f"table:{layout.schema}.{layout.main}"),)
             )
             store = _Store(conn, layout, self.name)
-            plan = plan_change_batch(table, changes, store)
+            plan = plan_of(store)
             store.write_columns(plan.columns)
             store.write_fresh(plan.fresh)
             store.write(plan.rows, plan.partitions)
@@ -450,7 +441,7 @@ class PostgresDestination(Destination):
 
         (rows, parts), retries = self._run("apply", table, batch or None, transaction)
         return ApplyResult(
-            self.name, table.qualified_name, len(changes), rows, parts, time.perf_counter() - started, retries
+            self.name, table.qualified_name, count, rows, parts, time.perf_counter() - started, retries
         )
 
     def pending(self, table: Table, changes: Sequence[RowChange]) -> int:
