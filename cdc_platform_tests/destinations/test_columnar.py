@@ -3,13 +3,12 @@
 ``fresh_columns`` must select the same rows as ``split_fresh`` on the batch's changes and
 encode them byte for byte alike; the vectorised PostgreSQL dumps and ClickHouse conversions
 must equal the value-by-value ones; and ``apply_batch`` must leave each destination equal to
-the model, like ``apply``.
+the model, like ``apply`` (the mixed-batch tests of ``test_fresh_rows`` run both).
 """
 
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,8 +21,6 @@ from hypothesis import strategies as st
 from cdc_platform.changes.arrow import ChangeBatch, from_arrow, storage_type
 from cdc_platform.changes.records import RowChange, changes_of_update
 from cdc_platform.commitlog.build import UpdateBuilder
-from cdc_platform.destinations.base import Destination
-from cdc_platform.destinations.clickhouse import ClickHouseDestination
 from cdc_platform.destinations.clickhouse.client import Capabilities
 from cdc_platform.destinations.clickhouse.typemap import arrow_values, mapping
 from cdc_platform.destinations.columnar import fresh_columns
@@ -33,7 +30,7 @@ from cdc_platform.destinations.postgres.typemap import copy_type, pg_column
 from cdc_platform.destinations.state import split_fresh
 from cdc_platform.schema.cql import parse_schema
 from cdc_platform.schema.model import Table
-from cdc_platform_tests.destinations.test_fresh_rows import _SETTINGS, _check, _rows
+from cdc_platform_tests.destinations.test_fresh_rows import _SETTINGS, _rows
 from cdc_platform_tests.strategies import values_for
 from cdc_platform_tests.workloads import NOW, PLAIN, TABLE
 
@@ -171,57 +168,7 @@ def test_clickhouse_column_conversions_equal_the_value_by_value_ones(
 
 
 # --------------------------------------------------------------------------------------------
-# apply_batch against the model
-
-
-def _stored_then_batches(
-    dest: Destination, table: Table, stored: list[RowChange], batch: list[RowChange], seed: int
-) -> None:
-    rng = random.Random(seed)
-    dest.ensure_table(table)
-    dest.truncate(table)  # type: ignore[attr-defined]
-    i = 0
-    while i < len(stored):
-        n = rng.randint(1, 10)
-        dest.apply_batch(table, ChangeBatch.from_changes(table, stored[i : i + n]))
-        i += n
-    whole = ChangeBatch.from_changes(table, batch)
-    dest.apply_batch(table, whole)
-    assert dest.apply_batch(table, whole).rows_written == 0  # a replay writes nothing
-
-
-@settings(max_examples=25, **_SETTINGS)  # type: ignore[arg-type]
-@given(
-    data=st.data(),
-    table=st.sampled_from([PLAIN, TABLE]),
-    seed=st.integers(0, 2**32),
-    now=st.integers(NOW - 250, NOW + 250),
-)
-def test_postgres_apply_batch_equals_the_model(
-    pg: PostgresDestination, data: st.DataObject, table: Table, seed: int, now: int
-) -> None:
-    _equals_the_model(pg, data, table, seed, now)
-
-
-@settings(max_examples=8, **_SETTINGS)  # type: ignore[arg-type]
-@given(
-    data=st.data(),
-    table=st.sampled_from([PLAIN, TABLE]),
-    seed=st.integers(0, 2**32),
-    now=st.integers(NOW - 250, NOW + 250),
-)
-def test_clickhouse_apply_batch_equals_the_model(
-    ch: ClickHouseDestination, data: st.DataObject, table: Table, seed: int, now: int
-) -> None:
-    _equals_the_model(ch, data, table, seed, now)
-
-
-def _equals_the_model(dest: Destination, data: st.DataObject, table: Table, seed: int, now: int) -> None:
-    """Stored state in small batches, then one mixed batch (fresh rows and fallbacks) and its replay."""
-    stored = data.draw(_rows(table, range(4), 12))
-    batch = data.draw(_rows(table, range(8), 30))
-    _stored_then_batches(dest, table, stored, batch, seed)
-    _check(dest, table, stored + batch, now)
+# apply_batch against the model: test_fresh_rows runs its mixed batches both ways.
 
 
 @settings(max_examples=10, **_SETTINGS)  # type: ignore[arg-type]

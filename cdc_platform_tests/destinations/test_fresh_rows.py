@@ -1,6 +1,7 @@
 """The fresh-row path of ``plan_batch`` against the general join and the oracle.
 
-Rows a batch creates skip the merge (``split_fresh`` → ``stored_keys`` → column-wise write);
+Rows a batch creates skip the merge (``split_fresh``, or ``fresh_columns`` for a staged change
+batch → ``stored_keys`` → column-wise write);
 everything else falls back to the general path. These tests prove the two agree: the fresh
 path's encodings equal the general path's byte for byte, and batches that mix new keys,
 stored keys written at older, equal and newer timestamps, deletions, TTLs and collections
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cdc_platform.changes.arrow import ChangeBatch
 from cdc_platform.changes.merge import Model, TableModel, canonical
 from cdc_platform.changes.records import ChangeKind, RowChange, changes_of_update
 from cdc_platform.commitlog.build import UpdateBuilder
@@ -151,17 +154,30 @@ def test_split_sends_every_unusual_row_to_the_general_path() -> None:
 
 
 def _stored_then_batch(
-    dest: Destination, table: Table, stored: list[RowChange], batch: list[RowChange], seed: int
+    dest: Destination,
+    table: Table,
+    stored: list[RowChange],
+    batch: list[RowChange],
+    seed: int,
+    columnar: bool = False,
 ) -> None:
+    """``columnar``: every batch as a staged change batch (``apply_batch``), as the load stage does."""
     rng = random.Random(seed)
     dest.ensure_table(table)
     dest.truncate(table)  # type: ignore[attr-defined]
+
+    def apply(changes: list[RowChange]) -> int:
+        if columnar:
+            return dest.apply_batch(table, ChangeBatch.from_changes(table, changes)).rows_written
+        return dest.apply(table, changes).rows_written
+
     i = 0
     while i < len(stored):  # the stored state arrives in a few batches of its own
         n = rng.randint(1, 10)
-        dest.apply(table, stored[i : i + n])
+        apply(stored[i : i + n])
         i += n
-    dest.apply(table, batch)  # one batch: fresh rows and fallbacks together
+    apply(batch)  # one batch: fresh rows and fallbacks together
+    assert apply(batch) == 0  # its replay writes nothing
 
 
 def _check(dest: Destination, table: Table, changes: list[RowChange], now: int) -> None:
@@ -170,7 +186,8 @@ def _check(dest: Destination, table: Table, changes: list[RowChange], now: int) 
     assert canonical(table, dest.read_state(table, now)) == canonical(table, model.visible(now))
 
 
-@settings(max_examples=30, **_SETTINGS)  # type: ignore[arg-type]
+@pytest.mark.parametrize("columnar", [False, True], ids=["changes", "change_batch"])
+@settings(max_examples=25, **_SETTINGS)  # type: ignore[arg-type]
 @given(
     data=st.data(),
     table=st.sampled_from([PLAIN, TABLE]),
@@ -178,15 +195,16 @@ def _check(dest: Destination, table: Table, changes: list[RowChange], now: int) 
     now=st.integers(NOW - 250, NOW + 250),
 )
 def test_postgres_mixed_batch_equals_the_model(
-    pg: PostgresDestination, data: st.DataObject, table: Table, seed: int, now: int
+    pg: PostgresDestination, columnar: bool, data: st.DataObject, table: Table, seed: int, now: int
 ) -> None:
     stored = data.draw(_rows(table, range(4), 12))  # keys 0–3 may be stored…
     batch = data.draw(_rows(table, range(8), 30))  # …keys 4–7 are new
-    _stored_then_batch(pg, table, stored, batch, seed)
+    _stored_then_batch(pg, table, stored, batch, seed, columnar)
     _check(pg, table, stored + batch, now)
 
 
-@settings(max_examples=10, **_SETTINGS)  # type: ignore[arg-type]
+@pytest.mark.parametrize("columnar", [False, True], ids=["changes", "change_batch"])
+@settings(max_examples=8, **_SETTINGS)  # type: ignore[arg-type]
 @given(
     data=st.data(),
     table=st.sampled_from([PLAIN, TABLE]),
@@ -194,11 +212,11 @@ def test_postgres_mixed_batch_equals_the_model(
     now=st.integers(NOW - 250, NOW + 250),
 )
 def test_clickhouse_mixed_batch_equals_the_model(
-    ch: ClickHouseDestination, data: st.DataObject, table: Table, seed: int, now: int
+    ch: ClickHouseDestination, columnar: bool, data: st.DataObject, table: Table, seed: int, now: int
 ) -> None:
     stored = data.draw(_rows(table, range(4), 12))
     batch = data.draw(_rows(table, range(8), 30))
-    _stored_then_batch(ch, table, stored, batch, seed)
+    _stored_then_batch(ch, table, stored, batch, seed, columnar)
     _check(ch, table, stored + batch, now)
 
 
