@@ -128,9 +128,9 @@ class Built:
         return next(s for s in self.sections if s.logical_start <= logical < s.logical_end)
 
 
-def build(directory: Path, codec: str | None, syncs_after: tuple[int, ...] = SYNCS_AFTER) -> Built:
-    directory.mkdir(parents=True, exist_ok=True)
-    writer = SegmentWriter(
+def writer_for(directory: Path, codec: str | None, **options: int) -> SegmentWriter:
+    """A 4 KiB segment of the test id; ``codec`` ``"encrypted"`` encrypts with the test key."""
+    return SegmentWriter(
         directory,
         SEGMENT_ID,
         version=VERSION,
@@ -138,8 +138,13 @@ def build(directory: Path, codec: str | None, syncs_after: tuple[int, ...] = SYN
         encryption_key=KEY if codec == "encrypted" else None,
         iv=IV,
         segment_size=4096,
-        chunk_length=48,  # several encrypted blocks per section
+        **options,
     )
+
+
+def build(directory: Path, codec: str | None, syncs_after: tuple[int, ...] = SYNCS_AFTER) -> Built:
+    directory.mkdir(parents=True, exist_ok=True)
+    writer = writer_for(directory, codec, chunk_length=48)  # several encrypted blocks per section
     locations = []
     for mutation, syncs in zip(MUTATIONS, syncs_after, strict=True):
         locations.append(writer.add(mutation))
@@ -424,15 +429,7 @@ def test_reading_to_the_durable_offset_never_parses_the_marker_there(
     """Cassandra writes a marker's end and its CRC separately: while a sync is in progress the
     marker at the ``_cdc.idx`` offset can read as (end, 0) or garbage. A read bounded by that
     offset must stop before it instead of reporting a corrupt marker."""
-    writer = SegmentWriter(
-        tmp_path,
-        SEGMENT_ID,
-        version=VERSION,
-        compression=None if codec == "encrypted" else codec,
-        encryption_key=KEY if codec == "encrypted" else None,
-        iv=IV,
-        segment_size=4096,
-    )
+    writer = writer_for(tmp_path, codec)
     locations = [writer.add(m) for m in MUTATIONS[:2]]
     writer.sync()
     locations += [writer.add(m) for m in MUTATIONS[2:4]]
@@ -702,14 +699,7 @@ def test_closing_section_holding_an_empty_stream_reads_fine(
 
 @pytest.mark.parametrize("codec", CODECS, ids=codec_id)
 def test_segment_without_entries(tmp_path: Path, codec: str | None) -> None:
-    writer = SegmentWriter(
-        tmp_path,
-        SEGMENT_ID,
-        version=VERSION,
-        compression=None if codec == "encrypted" else codec,
-        encryption_key=KEY if codec == "encrypted" else None,
-        segment_size=4096,
-    )
+    writer = writer_for(tmp_path, codec)
     close_offset = writer.close()
     decoder = SegmentDecoder(writer.path, SCHEMA, key_provider=RawKeyProvider(KEY))
     assert list(decoder) == []
