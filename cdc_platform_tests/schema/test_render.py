@@ -161,12 +161,12 @@ def test_empty_numbers_render_as_empty_string(type_text: str) -> None:
         (-1.5e-7, "-1.5E-7"),
         (0.1 + 0.2, "0.30000000000000004"),
         (123456789.0, "1.23456789E8"),
-        # Shortest round-trip digits (JDK 19+). JDK 8-17, which Cassandra 4.1/5.0 run on, can
-        # print more digits for doubles >= 2**54 (e.g. 1.9999999999999998E23 for 2e23); the
-        # renderer deliberately prints the shortest form.
-        (2e23, "2.0E23"),
-        (1e23, "1.0E23"),
-        (3.365e21, "3.365E21"),
+        # JDK 8-17 (what every Cassandra release runs on), not the shortest form of JDK 19+.
+        (2e23, "1.9999999999999998E23"),
+        (1e23, "9.999999999999999E22"),
+        (3.365e21, "3.3649999999999997E21"),
+        (-1.6130484589462314e17, "-1.61304845894623136E17"),
+        (-2.8717288692986997e25, "-2.8717288692986996E25"),
     ],
 )
 def test_double(value: float, expected: str) -> None:
@@ -188,12 +188,10 @@ def test_double(value: float, expected: str) -> None:
         (3.4028235e38, "3.4028235E38"),  # Float.MAX_VALUE
         (-0.0, "-0.0"),
         (16777216.0, "1.6777216E7"),
-        # Shortest round-trip digits (JDK 19+). JDK 8-17 print extra digits for some floats
-        # >= 2**25 (2.49999995E10, 1.23456784E8, 8.7757504E7); the renderer deliberately
-        # prints the shortest form.
-        (2.5e10, "2.5E10"),
-        (1.2345678e8, "1.2345678E8"),
-        (8.77575e7, "8.77575E7"),
+        # JDK 8-17 (what every Cassandra release runs on), not the shortest form of JDK 19+.
+        (2.5e10, "2.49999995E10"),
+        (1.2345678e8, "1.23456784E8"),
+        (8.77575e7, "8.7757504E7"),
     ],
 )
 def test_float(value: float, expected: str) -> None:
@@ -246,29 +244,25 @@ def _shortest_float32_digits(value: float) -> str:
 
 @settings(max_examples=300, deadline=None)
 @given(st.floats(allow_nan=False, allow_infinity=False).filter(lambda v: v != 0))
-def test_double_property_shortest_round_trip_in_java_layout(value: float) -> None:
+def test_double_property_round_trip_in_java_layout(value: float) -> None:
+    # JDK 8-17 digits are not always the shortest (test_java_float_string checks them against
+    # the JDK), but they always read back, never undercut the shortest form, and stay within
+    # the 18 digits of a rounded long.
     text = java_float_string(value, single=False)
     assert float(text) == value
     _check_java_layout(text, value)
     shortest = _significant_digits(repr(value).replace("e", "E"))
-    if len(shortest) >= 2:
-        assert _significant_digits(text) == shortest
-    else:
-        # Java prints at least two digits: the closest two-digit decimal.
-        assert len(_significant_digits(text)) <= 2
+    assert len(shortest) <= len(_significant_digits(text)) <= 18
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.floats(width=32, allow_nan=False, allow_infinity=False).filter(lambda v: v != 0))
-def test_float_property_shortest_round_trip_in_java_layout(value: float) -> None:
+def test_float_property_round_trip_in_java_layout(value: float) -> None:
     text = java_float_string(value, single=True)
     assert struct.pack(">f", float(text)) == struct.pack(">f", value)
     _check_java_layout(text, value)
     shortest = _shortest_float32_digits(value)
-    if len(shortest) >= 2:
-        assert _significant_digits(text) == shortest
-    else:
-        assert len(_significant_digits(text)) <= 2
+    assert len(shortest) <= len(_significant_digits(text)) <= 9
 
 
 # --------------------------------------------------------------------------------------------
