@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cdc_platform.schema.render import java_float_string
+from cdc_platform.schema.java_float import java_float_string
 
 _F64 = struct.Struct(">d")
 _U64 = struct.Struct(">Q")

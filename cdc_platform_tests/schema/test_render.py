@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cdc_platform.schema.java_float import java_float_string
 from cdc_platform.schema.render import (
     format_date,
     format_timestamp,
-    java_float_string,
     json_name,
     quote_json_string,
     to_json,
