@@ -20,6 +20,7 @@ from cdc_platform.commitlog.build import UpdateBuilder
 from cdc_platform.commitlog.cdc_index import read_cdc_index
 from cdc_platform.commitlog.segment import DecodedEntry, SegmentDecoder
 from cdc_platform.commitlog.writer import SegmentWriter
+from cdc_platform.gc_pause import paused_gc
 from cdc_platform.schema.cql import parse_schema
 
 SCHEMA = """
@@ -95,21 +96,22 @@ def measure(paths: list[Path], stage: str, repeat: int) -> tuple[float, int, int
         count = 0
         started = time.process_time()
         for p in paths:
-            decoder = SegmentDecoder(p, schema)
-            changes = []
-            for item in decoder:
-                if isinstance(item, DecodedEntry):
-                    count += 1
-                    if stage != "decode":
-                        for u in item.mutation.updates:
-                            changes.extend(
-                                changes_of_update(
-                                    u, segment_id=decoder.report.segment_id, position=item.entry_location
+            with paused_gc():  # as the pipeline's decode_range
+                decoder = SegmentDecoder(p, schema)
+                changes = []
+                for item in decoder:
+                    if isinstance(item, DecodedEntry):
+                        count += 1
+                        if stage != "decode":
+                            for u in item.mutation.updates:
+                                changes.extend(
+                                    changes_of_update(
+                                        u, segment_id=decoder.report.segment_id, position=item.entry_location
+                                    )
                                 )
-                            )
-            if stage == "arrow" and changes:
-                table = schema.table(f"{changes[0].keyspace}.{changes[0].table}")
-                ChangeBatch.from_changes(table, changes)
+                if stage == "arrow" and changes:
+                    table = schema.table(f"{changes[0].keyspace}.{changes[0].table}")
+                    ChangeBatch.from_changes(table, changes)
         times.append(time.process_time() - started)
     return statistics.median(times), count, size
 

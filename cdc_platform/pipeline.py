@@ -17,6 +17,7 @@ from cdc_platform.changes.records import RowChange, changes_of_update
 from cdc_platform.commitlog.encryption import KeyProvider
 from cdc_platform.commitlog.segment import DecodedEntry, ReadReport, SegmentDecoder, SkippedEntry
 from cdc_platform.destinations.base import ApplyResult, Destination
+from cdc_platform.gc_pause import paused_gc
 from cdc_platform.masking import MaskAudit, MaskingPolicy
 from cdc_platform.quality import ValidationSummary, Validator
 from cdc_platform.quality.quarantine import Quarantined
@@ -45,6 +46,7 @@ class DecodedRange:
         return self.report.last_entry_location
 
 
+@paused_gc()
 def decode_range(
     path: str | Path,
     schema: Schema,

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from cdc_platform.changes.records import CellChange, ChangeKind, ClusteringBound, RowChange
 from cdc_platform.commitlog.writer import column_sort_key
+from cdc_platform.gc_pause import paused_gc
 from cdc_platform.schema.model import Column, Table
 from cdc_platform.schema.types import (
     CqlType,
@@ -447,6 +448,7 @@ class ChangeBatch:
         return self.data.num_rows
 
     @classmethod
+    @paused_gc()
     def from_changes(cls, table: Table, changes: Iterable[RowChange]) -> ChangeBatch:
         """Builds a batch from row changes of ``table`` (other tables' changes are an error)."""
         schema = arrow_schema(table)
@@ -501,6 +503,7 @@ class ChangeBatch:
         arrays = [pa.array(columns[f.name], type=f.type) for f in schema]
         return cls(table, pa.Table.from_arrays(arrays, schema=schema))
 
+    @paused_gc()
     def to_changes(self) -> list[RowChange]:
         """The row changes of this batch (the inverse of :meth:`from_changes` for representable values)."""
         table = self.table

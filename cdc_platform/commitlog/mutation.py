@@ -97,7 +97,7 @@ class _TableCodec:
         self.columns: dict[bytes, _ColumnCodec] = {}
         # Recently seen serialization-header column lists (raw bytes → resolved columns):
         # mutations of one table mostly repeat a few shapes.
-        self.headers: list[tuple[bytes, list[_ColumnCodec]]] = []
+        self.headers: list[tuple[bytes, list[_ColumnCodec], tuple[Column, ...]]] = []
 
     def column(self, name: bytes) -> _ColumnCodec:
         codec = self.columns.get(name)
@@ -215,7 +215,11 @@ class MutationDecoder:
     def _partition_update(self, d: bytes, pos: int, codec: _TableCodec) -> tuple[PartitionUpdate, int]:
         table = codec.table
         n = len(d)
-        klen, pos = read_uvint(d, pos)
+        klen = d[pos]
+        if klen < 0x80:  # one-byte VInt (inlined: the common case)
+            pos += 1
+        else:
+            klen, pos = read_uvint(d, pos)
         key = d[pos : pos + klen]
         pos += klen
         flags = d[pos]
@@ -232,15 +236,24 @@ class MutationDecoder:
         min_ts = raw + TIMESTAMP_EPOCH
         if min_ts > _INT64_MAX:
             min_ts -= _TWO64
-        raw, pos = read_uvint(d, pos)
+        raw = d[pos]
+        if raw < 0x80:
+            pos += 1
+        else:
+            raw, pos = read_uvint(d, pos)
         min_ldt = (raw + DELETION_TIME_EPOCH) & 0xFFFFFFFF
-        raw, pos = read_uvint(d, pos)
+        raw = d[pos]
+        if raw < 0x80:
+            pos += 1
+        else:
+            raw, pos = read_uvint(d, pos)
         min_ttl = (raw + TTL_EPOCH) & 0xFFFFFFFF
 
         statics: list[_ColumnCodec] = []
+        static_columns: tuple[Column, ...] = ()
         if flags & PU_HAS_STATIC_ROW:
-            statics, pos = self._columns(d, pos, codec)
-        regulars, pos = self._columns(d, pos, codec)
+            statics, static_columns, pos = self._columns(d, pos, codec)
+        regulars, regular_columns, pos = self._columns(d, pos, codec)
 
         st = _Stats(min_ts, min_ldt, min_ttl, self._unsigned_ldt)
         partition_deletion = None
@@ -321,15 +334,17 @@ class MutationDecoder:
                 partition_deletion=partition_deletion,
                 static_row=static_row,
                 unfiltereds=tuple(unfiltereds),
-                header=(tuple(c.column for c in statics), tuple(c.column for c in regulars)),
+                header=(static_columns, regular_columns),
             ),
             pos,
         )
 
-    def _columns(self, d: bytes, pos: int, codec: _TableCodec) -> tuple[list[_ColumnCodec], int]:
-        for raw, cached in codec.headers:
+    def _columns(
+        self, d: bytes, pos: int, codec: _TableCodec
+    ) -> tuple[list[_ColumnCodec], tuple[Column, ...], int]:
+        for raw, cached, columns in codec.headers:
             if d.startswith(raw, pos):
-                return cached, pos + len(raw)
+                return cached, columns, pos + len(raw)
         start = pos
         count, pos = read_uvint(d, pos)
         out = []
@@ -345,9 +360,10 @@ class MutationDecoder:
             out.append(codec.column(name))
         if pos > len(d):
             raise MutationDecodeError("serialization header is truncated")
-        codec.headers.insert(0, (d[start:pos], out))
+        columns = tuple(c.column for c in out)
+        codec.headers.insert(0, (d[start:pos], out, columns))
         del codec.headers[8:]
-        return out, pos
+        return out, columns, pos
 
     def _row_body(
         self,
