@@ -79,6 +79,7 @@ def decode_range(
     return out
 
 
+@paused_gc()
 def load_changes(
     destinations: Sequence[Destination],
     schema: Schema,
@@ -123,6 +124,7 @@ class ProcessedTable:
         }
 
 
+@paused_gc()
 def process_changes(
     schema: Schema,
     changes: dict[str, list[RowChange]],

@@ -27,6 +27,7 @@ from cdc_platform.changes.records import RowChange
 from cdc_platform.commitlog.encryption import KeyProvider
 from cdc_platform.commitlog.segment import SkippedEntry
 from cdc_platform.destinations.base import ApplyResult, Destination
+from cdc_platform.gc_pause import paused_gc
 from cdc_platform.masking import MaskingPolicy
 from cdc_platform.pipeline import decode_range
 from cdc_platform.quality import Validator
@@ -52,6 +53,7 @@ class DecodeResult:
     dead_letters: Path | None = None
 
 
+@paused_gc()
 def decode_stage(
     staging: StagingArea,
     schema: Schema,
@@ -168,6 +170,7 @@ class ValidateResult:
     failed_expectations: dict[str, int] = field(default_factory=dict)
 
 
+@paused_gc()
 def validate_stage(
     staging: StagingArea, schema: Schema, ref: BatchRef, validator: Validator | None
 ) -> ValidateResult:
@@ -224,6 +227,7 @@ class MaskResult:
     masked_columns: list[str] = field(default_factory=list)
 
 
+@paused_gc()
 def mask_stage(
     staging: StagingArea,
     schema: Schema,
@@ -316,6 +320,7 @@ def batch_keys(table: Table, changes: Sequence[RowChange]) -> list[Key]:
     return list(seen)
 
 
+@paused_gc()
 def load_stage(
     staging: StagingArea, schema: Schema, ref: BatchRef, destination: Destination, tables: Sequence[str]
 ) -> list[TableLoad]:
@@ -347,6 +352,7 @@ class Agreement:
     disagreeing: list[str]
 
 
+@paused_gc()
 def compare_destinations(
     staging: StagingArea,
     schema: Schema,

@@ -65,6 +65,7 @@ from cdc_platform.changes.merge import (
     visible_row,
 )
 from cdc_platform.changes.records import ChangeKind, RowChange
+from cdc_platform.gc_pause import paused_gc
 from cdc_platform.schema.model import Column, Table
 from cdc_platform.schema.types import NativeType
 from cdc_platform.schema.values import EMPTY, InvalidValue
@@ -394,6 +395,7 @@ class StateStore(Protocol):
         ...
 
 
+@paused_gc()
 def plan_batch(table: Table, changes: Iterable[RowChange], store: StateStore) -> WritePlan:
     """Computes ``stored ⊔ batch`` for every row and partition the batch touches.
 

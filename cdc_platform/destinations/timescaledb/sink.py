@@ -119,6 +119,7 @@ from cdc_platform.destinations.postgres.sink import (
 )
 from cdc_platform.destinations.postgres.typemap import copy_type, pg_type, pg_value
 from cdc_platform.destinations.state import encode_key, plan_batch
+from cdc_platform.gc_pause import paused_gc
 from cdc_platform.schema.model import Column, Table
 from cdc_platform.schema.render import quote_json_string, to_json
 from cdc_platform.schema.types import CqlType, NativeType
@@ -900,6 +901,7 @@ class TimescaleDestination(PostgresDestination):
         # Every change becomes a history row: the batch's rows as change objects.
         return self.apply(table, changes.to_changes(), batch=batch)
 
+    @paused_gc()
     def apply(self, table: Table, changes: Sequence[RowChange], *, batch: str = "") -> ApplyResult:
         """Appends the batch's new changes to the history and merges it into the current state.
 
