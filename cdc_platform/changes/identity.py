@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import struct
 import uuid
-from typing import Any
 
 from cdc_platform.changes.merge import (
     clustering_bytes,
@@ -23,28 +22,32 @@ from cdc_platform.changes.records import ClusteringBound, RowChange
 from cdc_platform.schema.model import Table
 from cdc_platform.schema.types import cell_value_type
 
+_NULL = b"\xff\xff\xff\xff"
+_LENGTH = struct.Struct(">I").pack
 
-def _field(h: Any, raw: bytes | None) -> None:
+
+def _field(out: list[bytes], raw: bytes | None) -> None:
+    """Appends a length-prefixed field (``0xffffffff`` for null) to the hashed bytes."""
     if raw is None:
-        h.update(b"\xff\xff\xff\xff")
+        out.append(_NULL)
     else:
-        h.update(struct.pack(">I", len(raw)))
-        h.update(raw)
+        out.append(_LENGTH(len(raw)))
+        out.append(raw)
 
 
-def _int(h: Any, v: int | None) -> None:
-    _field(h, None if v is None else str(v).encode())
+def _int(out: list[bytes], v: int | None) -> None:
+    _field(out, None if v is None else str(v).encode())
 
 
-def _bound(h: Any, table: Table, b: ClusteringBound | None) -> None:
+def _bound(out: list[bytes], table: Table, b: ClusteringBound | None) -> None:
     if b is None:
-        _field(h, None)
+        _field(out, None)
         return
     parts = clustering_bytes(table, b.clustering)
-    _int(h, len(parts))  # prefixes of different lengths must not run together
+    _int(out, len(parts))  # prefixes of different lengths must not run together
     for part in parts:
-        _field(h, part)
-    _field(h, b"1" if b.inclusive else b"0")
+        _field(out, part)
+    _field(out, b"1" if b.inclusive else b"0")
 
 
 def change_id(table: Table, change: RowChange) -> uuid.UUID:
@@ -52,7 +55,7 @@ def change_id(table: Table, change: RowChange) -> uuid.UUID:
 
     (The version bits read 5, "name-based"; the hash is BLAKE2b, not SHA-1.)
     """
-    h = hashlib.blake2b(digest_size=16)
+    h: list[bytes] = []  # the fields, hashed at once (the same digest as hashing each in turn)
     _field(h, table.keyspace.encode())
     _field(h, table.name.encode())
     _field(h, change.kind.value.encode())
@@ -92,4 +95,4 @@ def change_id(table: Table, change: RowChange) -> uuid.UUID:
             _int(h, v)
         _field(h, b"d" if cell.deleted else b"l")
         _field(h, b"c" if cell.collection_deletion else b"-")
-    return uuid.UUID(bytes=h.digest(), version=5)
+    return uuid.UUID(bytes=hashlib.blake2b(b"".join(h), digest_size=16).digest(), version=5)
