@@ -426,8 +426,20 @@ def _safe(cql_type: CqlType | None, value: Any) -> tuple[str, str | None]:
     return "null", '"0x' + _bytes_of(cql_type, value).hex() + '"'
 
 
+_QUOTED_KEYS: dict[str, str] = {}  # document keys and column names, quoted once
+
+
+def _key(name: str) -> str:
+    quoted = _QUOTED_KEYS.get(name)
+    if quoted is None:
+        if len(_QUOTED_KEYS) > 10_000:
+            _QUOTED_KEYS.clear()
+        quoted = _QUOTED_KEYS[name] = quote_json_string(name) + ": "
+    return quoted
+
+
 def _obj(items: Iterable[tuple[str, str]]) -> str:
-    return "{" + ", ".join(f"{quote_json_string(k)}: {v}" for k, v in items) + "}"
+    return "{" + ", ".join([_key(k) + v for k, v in items]) + "}"
 
 
 def _n(v: int | None) -> str:
