@@ -191,6 +191,12 @@ def storage_type(t: pa.DataType) -> pa.DataType:
     return t
 
 
+def column_values(cql_type: CqlType, values: pa.Array) -> list[Any]:
+    """The Python values (see :mod:`cdc_platform.schema.values`) of a typed column, ``None`` for null."""
+    convert = from_arrow(cql_type)
+    return [None if v is None else convert(v) for v in values.cast(storage_type(values.type)).to_pylist()]
+
+
 def _representable(cql_type: CqlType, value: Any) -> bool:
     if value is EMPTY:
         return isinstance(cql_type, NativeType) and cql_type.name in ("ascii", "text", "blob")

@@ -21,9 +21,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cdc_platform.changes.arrow import ChangeBatch, arrow_type, field_name, from_arrow, storage_type
+from cdc_platform.changes.arrow import ChangeBatch, arrow_type, column_values, field_name, storage_type
 from cdc_platform.changes.records import ChangeKind
-from cdc_platform.schema.model import Column, Table
+from cdc_platform.schema.model import Table
 from cdc_platform.schema.types import CqlType, NativeType
 from cdc_platform.schema.values import serialize
 
@@ -56,15 +56,18 @@ def fixed_width(data: bytes, width: int, n: int) -> pa.Array:
     return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
+def null_unless(values: pa.Array, valid: pa.Array) -> pa.Array:
+    """``values`` with null where ``valid`` is false."""
+    return pc.if_else(valid, values, pa.scalar(None, values.type))
+
+
 def _with_nulls(values: pa.Array, like: pa.Array) -> pa.Array:
     """``values`` with nulls where ``like`` has them."""
-    if not like.null_count:
-        return values
-    return pc.if_else(like.is_valid(), values, pa.scalar(None, values.type))
+    return null_unless(values, like.is_valid()) if like.null_count else values
 
 
-def _numbers(arr: pa.Array) -> np.ndarray:
-    """The array's values as numpy (nulls as 0)."""
+def numbers(arr: pa.Array) -> np.ndarray:
+    """The array's values as numpy, temporal types as their integers (nulls as 0)."""
     storage = arr.cast(storage_type(arr.type)) if arr.type != storage_type(arr.type) else arr
     if storage.null_count:
         storage = storage.fill_null(False if pa.types.is_boolean(storage.type) else 0)
@@ -77,30 +80,34 @@ def serialized(cql_type: CqlType, arr: pa.Array) -> pa.Array:
     name = cql_type.name if isinstance(cql_type, NativeType) else ""
     if name in _FIXED:
         dtype = np.dtype(_FIXED[name])
-        return _with_nulls(fixed_width(_numbers(arr).astype(dtype).tobytes(), dtype.itemsize, n), arr)
+        return _with_nulls(fixed_width(numbers(arr).astype(dtype).tobytes(), dtype.itemsize, n), arr)
     if name in ("ascii", "text"):
         return arr.cast(pa.binary())
     if name == "blob":
         return arr
     if name == "boolean":
-        return _with_nulls(fixed_width(_numbers(arr).astype(np.uint8).tobytes(), 1, n), arr)
+        return _with_nulls(fixed_width(numbers(arr).astype(np.uint8).tobytes(), 1, n), arr)
     if name == "date":  # days since the epoch, offset by 2**31, unsigned
-        days = (_numbers(arr).astype(np.int64) + (1 << 31)).astype(">u4")
+        days = (numbers(arr).astype(np.int64) + (1 << 31)).astype(">u4")
         return _with_nulls(fixed_width(days.tobytes(), 4, n), arr)
-    convert = from_arrow(cql_type)
-    values = arr.cast(storage_type(arr.type)).to_pylist()
-    return pa.array([None if v is None else serialize(cql_type, convert(v)) for v in values], pa.binary())
+    return pa.array(
+        [None if v is None else serialize(cql_type, v) for v in column_values(cql_type, arr)], pa.binary()
+    )
 
 
-def sized(parts: pa.Array) -> pa.Array:
-    """Each value prefixed by its length as a big-endian int (``-1`` and no bytes for null)."""
+def length_prefixes(parts: pa.Array) -> pa.Array:
+    """Each binary value's length as a 4-byte big-endian int (``-1`` for null)."""
     n = len(parts)
     offsets = np.frombuffer(parts.buffers()[1], dtype=np.int32, count=n + 1, offset=parts.offset * 4)
     lengths = np.diff(offsets)
     if parts.null_count:
         lengths = np.where(parts.is_valid().to_numpy(zero_copy_only=False), lengths, -1)
-    prefix = fixed_width(lengths.astype(">i4").tobytes(), 4, n)
-    return join([prefix, parts.fill_null(b"") if parts.null_count else parts])
+    return fixed_width(lengths.astype(">i4").tobytes(), 4, n)
+
+
+def sized(parts: pa.Array) -> pa.Array:
+    """Each value prefixed by its length as a big-endian int (``-1`` and no bytes for null)."""
+    return join([length_prefixes(parts), parts.fill_null(b"") if parts.null_count else parts])
 
 
 def join(parts: Sequence[pa.Array]) -> pa.Array:
@@ -110,18 +117,11 @@ def join(parts: Sequence[pa.Array]) -> pa.Array:
     return pc.binary_join_element_wise(*parts, b"", null_handling="emit_null")
 
 
-def encoded_keys(columns: Sequence[Column], values: Sequence[pa.Array], n: int) -> pa.Array:
-    """:func:`~cdc_platform.destinations.state.encode_key` of each row's components."""
-    if not columns:
-        return pa.array([b""] * n, pa.binary())
-    return join([sized(serialized(c.type, v)) for c, v in zip(columns, values, strict=True)])
-
-
 def versions(timestamps: pa.Array, values: pa.Array) -> pa.Array:
     """Encoded live cell versions: ``ts | rank 0 | no local deletion time | value`` (null: no cell)."""
     n = len(values)
     head = np.zeros(n, dtype=[("ts", ">u8"), ("rank", "u1"), ("ldt", ">u8")])
-    head["ts"] = _numbers(timestamps).astype(np.int64).view(np.uint64) + _OFFSET
+    head["ts"] = numbers(timestamps).astype(np.int64).view(np.uint64) + _OFFSET
     head["ldt"] = _OFFSET
     return join([fixed_width(head.tobytes(), 17, n), values])
 
@@ -130,7 +130,7 @@ def liveness(timestamps: pa.Array) -> pa.Array:
     """Encoded primary-key liveness without TTL (null where the change has none)."""
     n = len(timestamps)
     out = np.zeros(n, dtype=[("ts", ">u8"), ("expiring", "u1"), ("expiry", ">u8"), ("ttl", ">i4")])
-    out["ts"] = _numbers(timestamps).astype(np.int64).view(np.uint64) + _OFFSET
+    out["ts"] = numbers(timestamps).astype(np.int64).view(np.uint64) + _OFFSET
     out["expiry"] = _OFFSET
     return _with_nulls(fixed_width(out.tobytes(), 21, n), timestamps)
 

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdc_platform.changes.arrow import ChangeBatch, from_arrow, storage_type
+from cdc_platform.changes.arrow import ChangeBatch, column_values
 from cdc_platform.changes.records import RowChange, changes_of_update
 from cdc_platform.commitlog.build import UpdateBuilder
 from cdc_platform.destinations.clickhouse.client import Capabilities
@@ -66,11 +66,6 @@ def _inserts(draw: st.DrawFn) -> list[RowChange]:
     return out
 
 
-def _plain(values: pa.Array, cql_type: Any) -> list[Any]:
-    convert = from_arrow(cql_type)
-    return [None if v is None else convert(v) for v in values.cast(storage_type(values.type)).to_pylist()]
-
-
 def _same(a: list[Any], b: list[Any]) -> bool:
     """Equal lists, NaN equal to NaN."""
 
@@ -90,9 +85,9 @@ def _compare(table: Table, changes: list[RowChange]) -> None:
     assert fresh.liveness.to_pylist() == objects.liveness
     for j, c in enumerate(table.regular):
         assert fresh.versions[j].to_pylist() == objects.versions[j], c.name
-        assert _same(_plain(fresh.values[j], c.type), objects.values[j]), c.name
+        assert _same(column_values(c.type, fresh.values[j]), objects.values[j]), c.name
     for j, c in enumerate(table.partition_key + table.clustering):
-        assert _same(_plain(fresh.key_values[j], c.type), objects.key_values[j]), c.name
+        assert _same(column_values(c.type, fresh.key_values[j]), objects.key_values[j]), c.name
     assert sum(rest.to_pylist()) == len(changes) - len(fresh)
 
 
@@ -131,7 +126,7 @@ def test_postgres_column_dumps_equal_the_value_by_value_dumps(
         )
         if values is None:
             continue
-        expected = copier.dump(copy_type(c.type), pg_column(c.type)(_plain(values, c.type)))
+        expected = copier.dump(copy_type(c.type), pg_column(c.type)(column_values(c.type, values)))
         got = copier.dump_arrow(c.type, values)
         assert [
             None if v is None else bytes(v) for v in (got.to_pylist() if isinstance(got, pa.Array) else got)
@@ -162,7 +157,9 @@ def test_clickhouse_column_conversions_equal_the_value_by_value_ones(
         if got is None:
             continue
         converted += 1
-        expected = pa.array([mapped.convert(v) for v in _plain(values, c.type)], type=mapped.ch.arrow())
+        expected = pa.array(
+            [mapped.convert(v) for v in column_values(c.type, values)], type=mapped.ch.arrow()
+        )
         assert got.type == expected.type and _same(got.to_pylist(), expected.to_pylist()), c.name
     assert converted >= 14  # text, blob, booleans, integers, floats, timestamps, dates, time
 

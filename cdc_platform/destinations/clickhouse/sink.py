@@ -59,7 +59,7 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from cdc_platform.changes.arrow import ChangeBatch, from_arrow, storage_type
+from cdc_platform.changes.arrow import ChangeBatch, column_values
 from cdc_platform.changes.merge import Key, RowState, VisiblePartition
 from cdc_platform.changes.records import RowChange
 from cdc_platform.destinations import naming
@@ -893,44 +893,33 @@ class _Store:
 
     def write_fresh(self, fresh: FreshRows | None) -> None:
         """Inserts rows no stored version shares a key with (:func:`plan_batch` checked), as version 1."""
-        if not fresh:
-            return
-        lay = self.layout
-        n = len(fresh)
-        data: list[list[Any]] = [fresh.keys, fresh.pks]
-        for c, values in zip(lay.key_columns, fresh.key_values, strict=True):
-            convert = lay.mapped(lay.main, c).convert
-            data.append([convert(v) for v in values])
-        for c, values, versions in zip(self.table.regular, fresh.values, fresh.versions, strict=True):
-            convert = lay.mapped(lay.main, c).convert
-            data.append([convert(v) for v in values])
-            data.append(versions)
-        data += [fresh.liveness, [None] * n, [1] * n, [None] * n, [None] * n, [1] * n]
-        self.client.insert(lay.ident(lay.main), lay.main_columns(), data)
+        if fresh:
+            self._insert_fresh(
+                fresh, lambda c, values: [self.layout.mapped(self.layout.main, c).convert(v) for v in values]
+            )
 
     def write_columns(self, fresh: FreshColumns | None) -> None:
         """:meth:`write_fresh` for rows of a change batch, column-wise (:mod:`..columnar`)."""
-        if not fresh:
-            return
+        if fresh:
+            self._insert_fresh(fresh, self._typed_column)
+
+    def _typed_column(self, c: Column, values: pa.Array) -> pa.Array | list[Any]:
+        """A change batch's typed column as the main table's column of ``c`` holds it."""
+        mapped = self.layout.mapped(self.layout.main, c)
+        converted = arrow_values(c.type, mapped, values)
+        if converted is not None:
+            return converted
+        return [mapped.convert(v) for v in column_values(c.type, values)]
+
+    def _insert_fresh(self, fresh: FreshRows | FreshColumns, typed: Callable[[Column, Any], Any]) -> None:
+        """One insert of fresh rows, their typed values converted by ``typed``."""
         lay = self.layout
         n = len(fresh)
-
-        def typed(c: Column, values: pa.Array) -> pa.Array | list[Any]:
-            mapped = lay.mapped(lay.main, c)
-            converted = arrow_values(c.type, mapped, values)
-            if converted is not None:
-                return converted
-            plain = from_arrow(c.type)
-            convert = mapped.convert
-            return [
-                convert(None if v is None else plain(v))
-                for v in values.cast(storage_type(values.type)).to_pylist()
-            ]
-
         data: list[Any] = [fresh.keys, fresh.pks]
         data += [typed(c, values) for c, values in zip(lay.key_columns, fresh.key_values, strict=True)]
         for c, values, versions in zip(self.table.regular, fresh.values, fresh.versions, strict=True):
             data += [typed(c, values), versions]
+        # No row deletion, exists, no expiry, nothing to refresh, version 1.
         data += [fresh.liveness, [None] * n, [1] * n, [None] * n, [None] * n, [1] * n]
         self.client.insert(lay.ident(lay.main), lay.main_columns(), data)
 

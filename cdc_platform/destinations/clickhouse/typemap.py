@@ -261,6 +261,9 @@ NULLABLE_INT64 = ChScalar("Int64", nullable=True)
 # The mapping
 
 
+Bounds = tuple[int, int]
+
+
 @dataclass(frozen=True)
 class Mapped:
     """How one CQL type is stored: the column type, and the conversion of values to it.
@@ -272,7 +275,7 @@ class Mapped:
     ch: ChType
     convert: Convert
     json: bool = False
-    bounds: tuple[int, int] | None = None  # timestamps (ms) and dates (days) outside are NULL
+    bounds: Bounds | None = None  # timestamps (ms) and dates (days) outside are NULL
 
 
 class _Unrepresentable(Exception):
@@ -318,8 +321,22 @@ def _duration(v: Any) -> bytes:
     return json.dumps({"months": v[0], "days": v[1], "nanoseconds": v[2]}).encode()
 
 
-def _scalar(t: NativeType, caps: Capabilities) -> tuple[ChScalar, Convert]:
-    """The non-Nullable ClickHouse type of a native CQL type and its conversion (``None``: unrepresentable)."""
+def _scalar(t: NativeType, caps: Capabilities) -> tuple[ChScalar, Convert, Bounds | None]:
+    """The non-Nullable ClickHouse type of a native CQL type, its conversion (``None``:
+    unrepresentable) and, for timestamps (ms) and dates (days), the range it keeps."""
+    ch, convert = _scalar_type(t, caps)
+    bounds: Bounds | None = None
+    if t.name == "timestamp" and ch.name == _DATETIME64:
+        bounds = _WIDE_MS if caps.wide_dates else _NARROW_MS
+    elif t.name == "date":
+        bounds = (_WIDE_DAYS if caps.wide_dates else _NARROW_DAYS) if ch.name == "Date32" else _DATE_DAYS
+    if bounds is not None:
+        convert = _bounded(*bounds, None if t.name == "timestamp" else _to_date)
+    return ch, convert, bounds
+
+
+def _scalar_type(t: NativeType, caps: Capabilities) -> tuple[ChScalar, Convert]:
+    """:func:`_scalar` without the range of timestamps and dates."""
     name = t.name
     if name in ("ascii", "text"):
         return STRING, _utf8
@@ -339,14 +356,9 @@ def _scalar(t: NativeType, caps: Capabilities) -> tuple[ChScalar, Convert]:
     if name in ("uuid", "timeuuid"):
         return ChScalar("UUID"), _identity
     if name == "timestamp":
-        if caps.datetime64:
-            return ChScalar(_DATETIME64), _bounded(*(_WIDE_MS if caps.wide_dates else _NARROW_MS))
-        return ChScalar("Int64"), int
+        return (ChScalar(_DATETIME64), int) if caps.datetime64 else (ChScalar("Int64"), int)
     if name == "date":
-        if caps.date32:
-            lo, hi = _WIDE_DAYS if caps.wide_dates else _NARROW_DAYS
-            return ChScalar("Date32"), _bounded(lo, hi, _to_date)
-        return ChScalar("Date"), _bounded(*_DATE_DAYS, _to_date)
+        return (ChScalar("Date32"), _to_date) if caps.date32 else (ChScalar("Date"), _to_date)
     if name == "time":
         return ChScalar("Int64"), int
     if name == "duration":
@@ -356,17 +368,6 @@ def _scalar(t: NativeType, caps: Capabilities) -> tuple[ChScalar, Convert]:
     if name == "empty":
         return STRING, lambda v: None
     raise ValueError(f"no ClickHouse type for CQL type {name}")
-
-
-def _scalar_bounds(t: NativeType, ch: ChScalar, caps: Capabilities) -> tuple[int, int] | None:
-    """The range :func:`_scalar`'s conversion keeps for timestamps and dates (others: none)."""
-    if t.name == "timestamp" and ch.name == _DATETIME64:
-        return _WIDE_MS if caps.wide_dates else _NARROW_MS
-    if t.name == "date":
-        if ch.name == "Date32":
-            return _WIDE_DAYS if caps.wide_dates else _NARROW_DAYS
-        return _DATE_DAYS
-    return None
 
 
 # (CQL type, ClickHouse type) pairs whose Arrow column (of a change batch) converts by a cast.
@@ -396,15 +397,17 @@ def arrow_values(t: CqlType, mapped: Mapped, values: pa.Array) -> pa.Array | Non
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from cdc_platform.changes.arrow import storage_type
+    from cdc_platform.destinations.columnar import null_unless
+
     ch = mapped.ch
     if not (isinstance(t, NativeType) and isinstance(ch, ChScalar) and (t.name, ch.name) in _ARROW_CASTS):
         return None
     target = ch.arrow()
     if mapped.bounds is not None:
         lo, hi = mapped.bounds
-        numbers = values.cast(pa.int32() if pa.types.is_date32(values.type) else pa.int64())
-        inside = pc.and_(pc.greater_equal(numbers, lo), pc.less_equal(numbers, hi))
-        values = pc.if_else(inside, values, pa.scalar(None, values.type))
+        numbers = values.cast(storage_type(values.type))
+        values = null_unless(values, pc.and_(pc.greater_equal(numbers, lo), pc.less_equal(numbers, hi)))
     if pa.types.is_time64(values.type) or (
         pa.types.is_timestamp(values.type) and not pa.types.is_timestamp(target)
     ):
@@ -437,14 +440,14 @@ def _natural(t: CqlType, caps: Capabilities, top: bool) -> Mapped | None:
     a value (the top level then stores the default).
     """
     if isinstance(t, NativeType):
-        base, conv = _scalar(t, caps)
+        base, conv, bounds = _scalar(t, caps)
 
         def scalar(v: Any) -> Any:
             if _missing(v):
                 return None
             return conv(v)
 
-        return Mapped(base.with_null(), scalar, bounds=_scalar_bounds(t, base, caps))
+        return Mapped(base.with_null(), scalar, bounds=bounds)
     if isinstance(t, (ListType, SetType, VectorType)):
         elem = _natural(t.element, caps, False)
         if elem is None or (not caps.tuple_arrays and _holds_tuple(elem.ch)):
@@ -459,7 +462,7 @@ def _natural(t: CqlType, caps: Capabilities, top: bool) -> Mapped | None:
     if isinstance(t, MapType):
         if not caps.map or not isinstance(t.key, NativeType):
             return None
-        kbase, kconv = _scalar(t.key, caps)
+        kbase, kconv, _ = _scalar(t.key, caps)
         value = _natural(t.value, caps, False)
         if kbase.name not in _MAP_KEYS or value is None:
             return None

@@ -65,17 +65,15 @@ class ColumnCopy:
         Common scalar types are dumped with Arrow and numpy; others value by value through
         the same conversion (:func:`.typemap.pg_column`) and dumpers as :meth:`dump`.
         """
-        from cdc_platform.changes.arrow import from_arrow, storage_type
+        from cdc_platform.changes.arrow import column_values
         from cdc_platform.destinations.postgres.typemap import copy_type, pg_column
 
+        if values.null_count == len(values):
+            return [None] * len(values)
         dumped = arrow_binary(cql_type, values)
         if dumped is not None:
             return dumped
-        convert = from_arrow(cql_type)
-        plain = [
-            None if v is None else convert(v) for v in values.cast(storage_type(values.type)).to_pylist()
-        ]
-        return self.dump(copy_type(cql_type), pg_column(cql_type)(plain))
+        return self.dump(copy_type(cql_type), pg_column(cql_type)(column_values(cql_type, values)))
 
     def stream(self, columns: Sequence[Sequence[Any]]) -> Iterator[bytes]:
         """The COPY data for rows given column by column (dumped values), in chunks.
@@ -117,7 +115,7 @@ def arrow_binary(cql_type: CqlType, values: pa.Array) -> pa.Array | None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from cdc_platform.destinations.columnar import fixed_width
+    from cdc_platform.destinations.columnar import fixed_width, null_unless, numbers
     from cdc_platform.destinations.postgres.typemap import MAX_DAY, MAX_MS, MIN_DAY, MIN_MS
     from cdc_platform.schema.types import NativeType
 
@@ -125,39 +123,25 @@ def arrow_binary(cql_type: CqlType, values: pa.Array) -> pa.Array | None:
         return None
     name = cql_type.name
     n = len(values)
-
-    def numbers(dtype: Any) -> Any:
-        storage = (
-            values.cast(pa.int32() if name == "date" else pa.int64())
-            if name in ("timestamp", "time", "date")
-            else values
-        )
-        zero = False if pa.types.is_boolean(storage.type) else 0
-        return storage.fill_null(zero).to_numpy(zero_copy_only=False).astype(dtype)
-
-    def keep(out: pa.Array, valid: pa.Array) -> pa.Array:
-        return pc.if_else(valid, out, pa.scalar(None, pa.binary()))
-
     if name in _FIXED_DUMPS:
         dtype = np.dtype(_FIXED_DUMPS[name])
-        out = fixed_width(numbers(dtype).tobytes(), dtype.itemsize, n)
-        return keep(out, values.is_valid()) if values.null_count else out
+        out = fixed_width(numbers(values).astype(dtype).tobytes(), dtype.itemsize, n)
+        return null_unless(out, values.is_valid()) if values.null_count else out
     if name in ("ascii", "text"):
-        return keep(
-            values.cast(pa.binary()), pc.invert(pc.fill_null(pc.match_substring(values, "\x00"), True))
-        )
+        no_nul = pc.invert(pc.fill_null(pc.match_substring(values, "\x00"), True))
+        return null_unless(values.cast(pa.binary()), no_nul)
     if name == "blob":
         return values
     if name == "timestamp":  # microseconds since 2000-01-01
-        ms = numbers(np.int64)
+        ms = numbers(values).astype(np.int64)
         out = fixed_width(((ms - _PG_EPOCH_DAYS * 86_400_000) * 1000).astype(">i8").tobytes(), 8, n)
         valid = pa.array((ms >= MIN_MS) & (ms <= MAX_MS))
-        return keep(out, pc.and_(valid, values.is_valid()))
+        return null_unless(out, pc.and_(valid, values.is_valid()))
     if name == "date":  # days since 2000-01-01
-        days = numbers(np.int64)
+        days = numbers(values).astype(np.int64)
         out = fixed_width((days - _PG_EPOCH_DAYS).astype(">i4").tobytes(), 4, n)
         valid = pa.array((days >= MIN_DAY) & (days <= MAX_DAY))
-        return keep(out, pc.and_(valid, values.is_valid()))
+        return null_unless(out, pc.and_(valid, values.is_valid()))
     return None
 
 
@@ -166,22 +150,15 @@ def _rows(columns: Sequence[Sequence[Any]]) -> bytes:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from cdc_platform.destinations.columnar import fixed_width, length_prefixes
+
     n = len(columns[0])
     if n == 0:
         return b""
-
-    def fixed(data: bytes, width: int) -> pa.Array:
-        offsets = np.arange(0, width * (n + 1), width, dtype=np.int32)
-        return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
-
-    parts: list[pa.Array] = [fixed(np.full(n, len(columns), dtype=">i2").tobytes(), 2)]
+    parts: list[pa.Array] = [fixed_width(np.full(n, len(columns), dtype=">i2").tobytes(), 2, n)]
     for values in columns:
         arr = pa.array(values, pa.binary())
-        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=n + 1, offset=arr.offset * 4)
-        lengths = np.diff(offsets)
-        if arr.null_count:
-            lengths = np.where(arr.is_valid().to_numpy(zero_copy_only=False), lengths, -1)
-        parts.append(fixed(lengths.astype(">i4").tobytes(), 4))
+        parts.append(length_prefixes(arr))
         parts.append(arr)
     rows = pc.binary_join_element_wise(*parts, b"", null_handling="replace", null_replacement=b"")
     offsets = np.frombuffer(rows.buffers()[1], dtype=np.int32, count=n + 1, offset=rows.offset * 4)

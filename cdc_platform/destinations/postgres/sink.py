@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-import pyarrow as pa
 from psycopg import sql
 
 from cdc_platform.changes.arrow import ChangeBatch
@@ -48,7 +47,7 @@ from cdc_platform.destinations.base import (
     RetryPolicy,
     check_supported,
 )
-from cdc_platform.destinations.columnar import FreshColumns, fixed_width, plan_change_batch
+from cdc_platform.destinations.columnar import FreshColumns, plan_change_batch
 from cdc_platform.destinations.postgres.copy import ColumnCopy
 from cdc_platform.destinations.postgres.typemap import copy_type, pg_column, pg_type, pg_value
 from cdc_platform.destinations.state import (
@@ -726,40 +725,27 @@ class _Store:
 
     def write_fresh(self, fresh: FreshRows | None) -> None:
         """Inserts rows no stored row shares a key with (:func:`plan_batch` checked): one COPY."""
-        if not fresh:
-            return
-        lay = self.layout
-        t = self.table
-        dump = self.copier.dump
-        n = len(fresh)
-        columns: list[list[Any]] = [fresh.keys, fresh.pks]
-        for c, values in zip(lay.key_columns, fresh.key_values, strict=True):
-            columns.append(dump(copy_type(c.type), pg_column(c.type)(values)))
-        for c, values, versions in zip(t.regular, fresh.values, fresh.versions, strict=True):
-            columns.append(dump(copy_type(c.type), pg_column(c.type)(values)))
-            columns.append(versions)
-        columns.append(fresh.liveness)
-        columns.append(dump("bool", [True] * n))  # _cdc_exists; deletion, expiry, refresh stay NULL
-        names = [name for name, _ in lay.main_columns() if name not in _FRESH_NULL]
-        target = sql.SQL("{} ({})").format(
-            lay.ident(lay.main), sql.SQL(", ").join(sql.Identifier(c) for c in names)
-        )
-        self._copy_columns(target, columns)
+        if fresh:
+            dump = self.copier.dump
+            self._copy_fresh(fresh, lambda c, values: dump(copy_type(c.type), pg_column(c.type)(values)))
 
     def write_columns(self, fresh: FreshColumns | None) -> None:
         """:meth:`write_fresh` for rows of a change batch, column-wise (:mod:`..columnar`)."""
-        if not fresh:
-            return
+        if fresh:
+            dump = self.copier.dump_arrow
+            self._copy_fresh(fresh, lambda c, values: dump(c.type, values))
+
+    def _copy_fresh(self, fresh: FreshRows | FreshColumns, dump: Callable[[Column, Any], Any]) -> None:
+        """One COPY of fresh rows, their typed values dumped by ``dump``."""
         lay = self.layout
-        dump = self.copier.dump_arrow
         columns: list[Any] = [fresh.keys, fresh.pks]
-        for c, values in zip(lay.key_columns, fresh.key_values, strict=True):
-            columns.append(dump(c.type, values))
+        columns += [dump(c, values) for c, values in zip(lay.key_columns, fresh.key_values, strict=True)]
         for c, values, versions in zip(self.table.regular, fresh.values, fresh.versions, strict=True):
-            columns.append(dump(c.type, values) if not c.type.is_multicell else values.cast(pa.binary()))
-            columns.append(versions)
+            columns += [dump(c, values), versions]
         columns.append(fresh.liveness)
-        columns.append(fixed_width(b"\x01" * len(fresh), 1, len(fresh)))  # _cdc_exists (binary true)
+        columns.append(
+            [b"\x01"] * len(fresh)
+        )  # _cdc_exists (binary true); deletion, expiry, refresh stay NULL
         names = [name for name, _ in lay.main_columns() if name not in _FRESH_NULL]
         target = sql.SQL("{} ({})").format(
             lay.ident(lay.main), sql.SQL(", ").join(sql.Identifier(c) for c in names)

@@ -84,7 +84,6 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from cdc_platform.changes.arrow import ChangeBatch
 from cdc_platform.changes.identity import change_id
 from cdc_platform.changes.merge import (
     Key,
@@ -105,6 +104,7 @@ from cdc_platform.changes.records import (
 from cdc_platform.destinations import naming
 from cdc_platform.destinations.base import (
     ApplyResult,
+    Destination,
     DestinationError,
     RetryPolicy,
     check_supported,
@@ -909,9 +909,9 @@ class TimescaleDestination(PostgresDestination):
 
     # -- applying ----------------------------------------------------------------------------
 
-    def apply_batch(self, table: Table, changes: ChangeBatch, *, batch: str = "") -> ApplyResult:
-        # Every change becomes a history row: the batch's rows as change objects.
-        return self.apply(table, changes.to_changes(), batch=batch)
+    # Every change becomes a history row: the base class's change objects, not PostgreSQL's
+    # column-wise fresh rows.
+    apply_batch = Destination.apply_batch
 
     @paused_gc()
     def apply(self, table: Table, changes: Sequence[RowChange], *, batch: str = "") -> ApplyResult:
