@@ -176,10 +176,9 @@ def _state(
         index = parse_cdc_index(text, idx)
     except CdcIndexError as exc:
         return SegmentState(node, segment_id, version, path, idx, st.st_size, 0, False, mtime, str(exc))
-    # A COMPLETED segment is read to its end: after a crash replay Cassandra writes the file
-    # length as the offset, which for compressed and encrypted segments is not a logical position.
-    durable = None if index.completed and index.offset > 0 else index.offset
-    return SegmentState(node, segment_id, version, path, idx, st.st_size, durable, index.completed, mtime)
+    return SegmentState(
+        node, segment_id, version, path, idx, st.st_size, index.read_to, index.completed, mtime
+    )
 
 
 def find_segment(directories: list[Path], segment_id: int) -> Path | None:

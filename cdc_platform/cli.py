@@ -143,8 +143,8 @@ def segment_decode(
             if idx is None:
                 click.echo(f"{path}: no _cdc.idx (or it is empty); nothing is durable yet", err=True)
                 continue
-            if not idx.completed:
-                seg_end = idx.offset if seg_end is None else min(seg_end, idx.offset)
+            if idx.read_to is not None:
+                seg_end = idx.read_to if seg_end is None else min(seg_end, idx.read_to)
         try:
             decoder = SegmentDecoder(
                 path, schema, capture=capture, start=start, end=seg_end, key_provider=keys
@@ -518,7 +518,7 @@ def load(
                 if idx is None:
                     click.echo(f"{path}: nothing durable yet", err=True)
                     continue
-                end = None if idx.completed else idx.offset
+                end = idx.read_to
             decoded = decode_range(path, schema_model, node=node, capture=capture, end=end, key_provider=keys)
             batch = f"{decoded.segment_id}:{decoded.start}-{decoded.resume_position}"
             processed = process_changes(schema_model, decoded.changes, validator=validator, masking=masking)

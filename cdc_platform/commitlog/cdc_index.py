@@ -28,6 +28,14 @@ class CdcIndex:
     offset: int
     completed: bool
 
+    @property
+    def read_to(self) -> int | None:
+        """Where a reader of the durable entries stops: ``None`` (the end of the file) once
+        ``COMPLETED`` (after a crash replay the offset is the file length, which for compressed
+        segments is not a logical position), else the offset. A ``COMPLETED`` index with offset
+        0 holds nothing durable: 0."""
+        return None if self.completed and self.offset > 0 else self.offset
+
 
 def parse_cdc_index(text: str, path: str | Path | None = None) -> CdcIndex:
     """Parses index file content.

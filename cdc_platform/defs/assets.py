@@ -285,9 +285,7 @@ def _resolve_range(path: Path, config: DecodeRange) -> tuple[int, int | None, bo
     elif idx is None:
         durable, completed = 0, False
     else:
-        # COMPLETED: read to the end (see cdc_platform.cdc_raw.SegmentState.durable).
-        durable = None if idx.completed and idx.offset > 0 else idx.offset
-        completed = idx.completed
+        durable, completed = idx.read_to, idx.completed
     mtime = (idx_path or path).stat().st_mtime
     if config.end < 0:
         end = durable

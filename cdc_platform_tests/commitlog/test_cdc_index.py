@@ -33,6 +33,13 @@ def test_parse() -> None:
             parse_cdc_index(bad)
 
 
+def test_read_to() -> None:
+    """COMPLETED means the end of the file (after a crash replay the offset is the file length)."""
+    assert parse_cdc_index("4096").read_to == 4096
+    assert parse_cdc_index("4096\nCOMPLETED").read_to is None
+    assert parse_cdc_index("0\nCOMPLETED").read_to == 0  # nothing durable
+
+
 def test_write_is_exactly_what_cassandra_writes(tmp_path: Path) -> None:
     p = tmp_path / "CommitLog-7-1_cdc.idx"
     write_cdc_index(p, 4096)
