@@ -144,8 +144,10 @@ class FreshColumns:
         keys: encoded row keys; pks: encoded partition keys.
         key_values: per key column (partition key, then clustering), the batch's typed column.
         values: per regular column, the typed values (null: no cell).
-        versions: per regular column, the encoded versions (null: no cell).
-        liveness: encoded primary-key liveness (null: none).
+        versions: per regular column, the stored cell states (null: no cell): value bytes
+            for a row in short form, encoded versions otherwise.
+        liveness: encoded primary-key liveness (null: none; empty in short form).
+        timestamps: the row's one write timestamp in short form, null otherwise.
     """
 
     rows: pa.Array
@@ -155,6 +157,7 @@ class FreshColumns:
     values: list[pa.Array]
     versions: list[pa.Array]
     liveness: pa.Array
+    timestamps: pa.Array
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -171,10 +174,11 @@ class FreshColumns:
             [pick(a) for a in self.values],
             [pick(a) for a in self.versions],
             pick(self.liveness),
+            pick(self.timestamps),
         )
 
 
-def _column(data: pa.Table, name: str) -> pa.Array:
+def column_of(data: pa.Table, name: str) -> pa.Array:
     """A column of the batch; all null when the batch predates it (a column added since)."""
     field = field_name(name)
     if field not in data.column_names:
@@ -213,11 +217,11 @@ def fresh_columns(table: Table, data: pa.Table) -> tuple[FreshColumns | None, pa
     ok = pc.and_(ok, _no_ttl(data.column("_cdc_liveness_ttl").combine_chunks()))
     raw = data.column("_cdc_raw").combine_chunks()
     ok = pc.and_(ok, pc.fill_null(pc.equal(pc.list_value_length(raw), 0), True))
-    key_values = [_column(data, c.name) for c in keys_cols]
+    key_values = [column_of(data, c.name) for c in keys_cols]
     for v in key_values:
         ok = pc.and_(ok, v.is_valid())
     for c in table.static + [c for c in table.regular if c.type.is_multicell]:
-        ok = pc.and_(ok, _column(data, c.name).is_null())
+        ok = pc.and_(ok, column_of(data, c.name).is_null())
     lts = data.column("_cdc_liveness_timestamp").combine_chunks()
     exists = lts.is_valid()
     simple = [c for c in table.regular if not c.type.is_multicell]
@@ -228,7 +232,7 @@ def fresh_columns(table: Table, data: pa.Table) -> tuple[FreshColumns | None, pa
             values.append(pa.nulls(n, arrow_type(c.type)))
             stamps.append(pa.nulls(n, pa.int64()))
             continue
-        cell = _column(data, c.name)
+        cell = column_of(data, c.name)
         present = cell.is_valid()
         value = pc.struct_field(cell, "value")  # null where the struct is
         live = pc.and_(
@@ -263,18 +267,29 @@ def fresh_columns(table: Table, data: pa.Table) -> tuple[FreshColumns | None, pa
         ok = pc.and_(ok, pc.invert(pc.is_in(pks, value_set=deleted_pks)))
     ok = pc.fill_null(ok, False)
     count = pc.sum(ok).as_py() or 0
+    lts = lts.filter(ok)
+    stamps = [ts.filter(ok) for ts in stamps]
+    # Short form (see ``state``): the cells and the liveness share one timestamp.
+    common = pc.coalesce(lts, *stamps) if stamps else lts
+    short = pa.array(np.ones(count, dtype=bool))
+    for ts in stamps:
+        short = pc.and_(short, pc.fill_null(pc.equal(ts, common), True))
+    full = pc.invert(short)
+    any_full = pc.any(full).as_py() or False
     by_column = dict(zip((c.name for c in simple), zip(values, stamps, strict=True), strict=True))
     value_cols: list[pa.Array] = []
     version_cols: list[pa.Array] = []
     for c in table.regular:
         if c.name in by_column:
             v, ts = by_column[c.name]
-            v, ts = v.filter(ok), ts.filter(ok)
+            v = v.filter(ok)
             value_cols.append(v)
-            version_cols.append(versions(ts, serialized(c.type, v)))
+            raw = serialized(c.type, v)
+            version_cols.append(pc.if_else(short, raw, versions(ts, raw)) if any_full else raw)
         else:  # a collection column: never set in a fresh row
             value_cols.append(pa.nulls(count))
             version_cols.append(pa.nulls(count, pa.binary()))
+    empty = null_unless(pa.array([b""] * count, pa.binary()), lts.is_valid())
     fresh = FreshColumns(
         pa.array(np.arange(n, dtype=np.int64)).filter(ok),
         row_keys.filter(ok),
@@ -282,7 +297,8 @@ def fresh_columns(table: Table, data: pa.Table) -> tuple[FreshColumns | None, pa
         [v.filter(ok) for v in key_values],
         value_cols,
         version_cols,
-        liveness(lts.filter(ok)),
+        pc.if_else(short, empty, liveness(lts)) if any_full else empty,
+        null_unless(common.cast(pa.int64()), short) if any_full else common.cast(pa.int64()),
     )
     return fresh, pc.invert(ok)
 

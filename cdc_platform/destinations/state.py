@@ -32,6 +32,14 @@ numeric order, which lets SQL compare versions with ``>`` on ``bytea``/``String`
 - cell version: ``ts (8) | rank (1) | local deletion time (8) | value bytes``
 - liveness: ``ts (8) | expiring (1) | expiry (8) | ttl (4)``
 - deletion: ``ts (8) | local deletion time (8)``
+
+**Rows written at one timestamp.** A fresh row whose cells and liveness share one write
+timestamp (every row an ``INSERT`` or a single-timestamp ``UPDATE`` creates) is stored in
+short form: the row's ``_cdc_ts`` column holds that timestamp, each cell's state column holds
+only its value bytes (the version is ``ts``, live, no expiry, those bytes) and the liveness is
+empty bytes (``ts``, no TTL) or null. Every other row has a null ``_cdc_ts`` and the full
+encodings; the general path always writes those, so a row leaves the short form the first
+time it is merged. :func:`decode_row_state` reads both.
 """
 
 from __future__ import annotations
@@ -144,6 +152,18 @@ def decode_pk(raw: bytes, count: int) -> Key:
 
 def row_key(pk: Key, ck: ClusteringKey) -> bytes:
     return encode_key(pk) + encode_key(ck)
+
+
+def prefix_end(prefix: bytes) -> bytes | None:
+    """The least byte string greater than every string that starts with ``prefix`` (``None``:
+    there is none, the prefix is all ``0xff``).
+
+    The row keys of a partition are exactly the keys in ``[pk, prefix_end(pk))`` for its
+    encoded partition key ``pk`` (:func:`encode_key` is prefix-free), so an index on the row
+    key serves partition lookups.
+    """
+    head = prefix.rstrip(b"\xff")
+    return head[:-1] + bytes([head[-1] + 1]) if head else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -337,19 +357,26 @@ def decode_row_state(columns: Sequence[Column], record: Sequence[Any], static: b
 
     ``record`` is the key, one state column per value column (``columns``, in order: a cell
     version, or a collection state for multi-cell columns), then, for regular rows, the
-    liveness and the row deletion; ``None`` for what the row does not have.
+    liveness, the row deletion and ``_cdc_ts`` (set for a row in short form, see the module
+    docstring); ``None`` for what the row does not have.
     """
     st = RowState()
+    ts = None if static else record[3 + len(columns)]
     for c, raw in zip(columns, record[1 : 1 + len(columns)], strict=True):
         if raw is None:
             continue
         if c.type.is_multicell:
             st.collections[c.name] = decode_collection(raw)
+        elif ts is not None:
+            st.cells[c.name] = Version(ts, 0, 0, bytes(raw))
         else:
             st.cells[c.name] = decode_version(raw)
     if not static:
         lv, dl = record[1 + len(columns)], record[2 + len(columns)]
-        st.liveness = decode_liveness(lv) if lv is not None else None
+        if lv is None:
+            st.liveness = None
+        else:
+            st.liveness = Liveness(ts) if ts is not None else decode_liveness(lv)
         st.deletion = decode_deletion(dl) if dl is not None else None
     return st
 
@@ -479,7 +506,8 @@ class FreshRows:
     refresh; it has no row deletion and no collection state. ``values[j]``/``versions[j]``
     belong to ``table.regular[j]``: the typed value as the change carried it (``None``:
     no cell; never ``EMPTY`` or an :class:`InvalidValue`, whose rows take the general path)
-    and the encoded cell version (:func:`encode_version`).
+    and the stored cell state: in short form (``timestamps[i]`` set, see the module
+    docstring) the value bytes, otherwise the encoded version (:func:`encode_version`).
 
     Attributes:
         changes: the change each row comes from.
@@ -488,7 +516,9 @@ class FreshRows:
         key_values: per key column (partition key, then clustering), the typed values.
         values: per regular column, the typed values.
         versions: per regular column, the encoded versions.
-        liveness: encoded primary-key liveness (:func:`encode_liveness`), ``None`` for none.
+        liveness: encoded primary-key liveness (:func:`encode_liveness`; empty in short form),
+            ``None`` for none.
+        timestamps: the row's one write timestamp (short form), or ``None`` (full encodings).
     """
 
     changes: list[RowChange]
@@ -498,6 +528,7 @@ class FreshRows:
     values: list[list[Any]]
     versions: list[list[bytes | None]]
     liveness: list[bytes | None]
+    timestamps: list[int | None]
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -516,6 +547,7 @@ class FreshRows:
             [pick(c) for c in self.values],
             [pick(c) for c in self.versions],
             pick(self.liveness),
+            pick(self.timestamps),
         )
 
 
@@ -642,7 +674,7 @@ def split_fresh(table: Table, changes: Iterable[RowChange]) -> tuple[FreshRows, 
     rest: list[RowChange] = []
     if spec is None:
         rest.extend(changes)
-        return FreshRows([], [], [], [], [], [], []), rest
+        return FreshRows([], [], [], [], [], [], [], []), rest
     row_kind = ChangeKind.ROW
     names = spec.key_names
     n_pk = spec.n_pk
@@ -666,10 +698,13 @@ def split_fresh(table: Table, changes: Iterable[RowChange]) -> tuple[FreshRows, 
     values: list[list[Any]] = [[] for _ in range(n_regular)]
     versions: list[list[bytes | None]] = [[] for _ in range(n_regular)]
     liveness: list[bytes | None] = []
-    # One row's values and versions while it is checked; appended column-wise once accepted.
-    # Per-row containers would be allocated (and tracked by the cyclic GC) a million times.
+    timestamps: list[int | None] = []
+    # One row's values, value bytes and cell timestamps while it is checked; appended
+    # column-wise once accepted. Per-row containers would be allocated (and tracked by the
+    # cyclic GC) a million times.
     row_values: list[Any] = [None] * n_regular
     row_versions: list[bytes | None] = [None] * n_regular
+    row_stamps: list[int] = [0] * n_regular
     row_keys: list[Any] = [None] * len(names)
     blank = [None] * n_regular
     key_range = range(len(names))
@@ -697,6 +732,8 @@ def split_fresh(table: Table, changes: Iterable[RowChange]) -> tuple[FreshRows, 
                 pk = key
             lts = ch.liveness_timestamp
             live = lts is not None
+            common = lts  # the row's one timestamp while ``short``
+            short = True
             for cell in ch.cells:
                 slot = regular.get(cell.column)
                 if slot is None:
@@ -715,7 +752,13 @@ def split_fresh(table: Table, changes: Iterable[RowChange]) -> tuple[FreshRows, 
                     or type(v) is invalid
                 ):
                     raise TypeError(cell.column)
-                row_versions[j] = head((cell.timestamp + offset) & mask, 0, no_time) + enc(v)
+                ts = cell.timestamp
+                if common is None:
+                    common = ts
+                elif ts != common:
+                    short = False
+                row_versions[j] = enc(v)
+                row_stamps[j] = ts
                 row_values[j] = v
                 live = True
             if not live:
@@ -738,12 +781,23 @@ def split_fresh(table: Table, changes: Iterable[RowChange]) -> tuple[FreshRows, 
         pks.append(pk)
         for i in key_range:
             key_values[i].append(row_keys[i])
-        for j in regular_range:
-            values[j].append(row_values[j])
-            versions[j].append(row_versions[j])
+        if short:
+            for j in regular_range:
+                values[j].append(row_values[j])
+                versions[j].append(row_versions[j])
+            timestamps.append(common)
+            liveness.append(None if lts is None else b"")
+        else:
+            for j in regular_range:
+                values[j].append(row_values[j])
+                raw = row_versions[j]
+                versions[j].append(
+                    None if raw is None else head((row_stamps[j] + offset) & mask, 0, no_time) + raw
+                )
+            timestamps.append(None)
+            liveness.append(None if lts is None else live_head((lts + offset) & mask, 0, no_time, 0))
         row_values[:] = blank
         row_versions[:] = blank
-        liveness.append(None if lts is None else live_head((lts + offset) & mask, 0, no_time, 0))
     # Rows the general path touches, and partitions it deletes in, are not fresh.
     touched: set[bytes] = set()
     deleting: set[bytes] = set()
@@ -759,7 +813,7 @@ def split_fresh(table: Table, changes: Iterable[RowChange]) -> tuple[FreshRows, 
             i for i, (k, p) in enumerate(zip(keys, pks, strict=True)) if k in touched or p in deleting
         )
     n = len(keys)
-    fresh = FreshRows(cands, keys, pks, key_values, values, versions, liveness)
+    fresh = FreshRows(cands, keys, pks, key_values, values, versions, liveness, timestamps)
     if dead:
         rest.extend(cands[i] for i in sorted(dead))
         fresh = fresh.select([i for i in range(n) if i not in dead])

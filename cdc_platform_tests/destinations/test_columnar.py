@@ -30,7 +30,7 @@ from cdc_platform.destinations.postgres.typemap import copy_type, pg_column
 from cdc_platform.destinations.state import split_fresh
 from cdc_platform.schema.cql import parse_schema
 from cdc_platform.schema.model import Table
-from cdc_platform_tests.destinations.test_fresh_rows import _SETTINGS, _rows
+from cdc_platform_tests.destinations.test_fresh_rows import _SETTINGS, _rows, stagger
 from cdc_platform_tests.strategies import values_for
 from cdc_platform_tests.workloads import NOW, PLAIN, TABLE
 
@@ -62,7 +62,8 @@ def _inserts(draw: st.DrawFn) -> list[RowChange]:
         values = {c.name: draw(values_for(c.type)) for c in simple if draw(st.booleans())}
         b = UpdateBuilder(ALL_TYPES, {"k": draw(values_for(ALL_TYPES.partition_key[0].type))}, now=NOW)
         b.insert(key, values, draw(st.integers(-(2**62), 2**62)))
-        out += changes_of_update(b.build())
+        delta = draw(st.sampled_from([0, 0, 1, -1]))  # its cells at different timestamps
+        out += [stagger(c, delta) for c in changes_of_update(b.build())]
     return out
 
 
@@ -83,6 +84,7 @@ def _compare(table: Table, changes: list[RowChange]) -> None:
     assert fresh.keys.to_pylist() == objects.keys
     assert fresh.pks.to_pylist() == objects.pks
     assert fresh.liveness.to_pylist() == objects.liveness
+    assert fresh.timestamps.to_pylist() == objects.timestamps
     for j, c in enumerate(table.regular):
         assert fresh.versions[j].to_pylist() == objects.versions[j], c.name
         assert _same(column_values(c.type, fresh.values[j]), objects.values[j]), c.name

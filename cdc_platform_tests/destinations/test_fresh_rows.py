@@ -10,7 +10,9 @@ leave each destination equal to the model.
 
 from __future__ import annotations
 
+import dataclasses
 import random
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,6 +26,7 @@ from cdc_platform.destinations.base import Destination
 from cdc_platform.destinations.clickhouse import ClickHouseDestination
 from cdc_platform.destinations.postgres.sink import PostgresDestination
 from cdc_platform.destinations.state import (
+    decode_row_state,
     encode_key,
     encode_liveness,
     encode_version,
@@ -58,6 +61,15 @@ def _plain(key: int, ts: int, op: str, value: str = "a", now: int = NOW - 100) -
     return list(changes_of_update(b.build()))
 
 
+def stagger(change: RowChange, delta: int) -> RowChange:
+    """The change with its last cell written ``delta`` later than the others (a write whose
+    cells carry different timestamps, as statements of a batch merged into one row do)."""
+    if not change.cells:
+        return change
+    *first, last = change.cells
+    return dataclasses.replace(change, cells=(*first, last._replace(timestamp=last.timestamp + delta)))
+
+
 @st.composite
 def _rows(draw: st.DrawFn, table: Table, keys: range, max_ops: int) -> list[RowChange]:
     """Writes of ``table`` (``PLAIN`` or ``TABLE``) on ``keys``, timestamps colliding on purpose."""
@@ -67,7 +79,12 @@ def _rows(draw: st.DrawFn, table: Table, keys: range, max_ops: int) -> list[RowC
         ts = draw(st.integers(1, 6))
         now = NOW - draw(st.integers(0, 200))
         if table is PLAIN:
-            op = draw(st.sampled_from(["insert", "insert", "insert", "update", "ttl", "delete", "null"]))
+            op = draw(
+                st.sampled_from(["insert", "insert", "insert", "update", "ttl", "delete", "null", "mixed"])
+            )
+            if op == "mixed":  # one change whose cells carry different timestamps
+                out += [stagger(c, draw(st.integers(-2, 2))) for c in _plain(key, ts, "insert", "m", now)]
+                continue
             out += _plain(key, ts, op, draw(st.sampled_from(["a", "b"])), now)
             continue
         b = UpdateBuilder(TABLE, {"k": key}, now=now)
@@ -75,6 +92,9 @@ def _rows(draw: st.DrawFn, table: Table, keys: range, max_ops: int) -> list[RowC
         op = draw(st.sampled_from(["insert", "insert", "update", "delete_row", "range", "tags", "static"]))
         if op == "insert":
             b.insert(ck, {"v": draw(st.sampled_from(["x", "y"])), "n": draw(st.integers(-1, 1))}, ts)
+            if draw(st.booleans()):  # its cells at different timestamps
+                out += [stagger(c, draw(st.integers(-2, 2))) for c in changes_of_update(b.build())]
+                continue
         elif op == "update":
             b.update(ck, {"v": draw(st.sampled_from(["z", None]))}, ts)
         elif op == "delete_row":
@@ -112,12 +132,28 @@ def test_fresh_rows_encode_what_the_general_path_stores(data: st.DataObject, tab
         state = delta.rows[ck]
         m = materialise(table, state, -(1 << 64))
         assert m.exists and m.expires_at is None and m.refresh_at is None
-        assert fresh.liveness[i] == (encode_liveness(state.liveness) if state.liveness else None)
+        # Short form exactly when the cells and the liveness share one timestamp.
+        stamps = {v.timestamp for v in state.cells.values()}
+        stamps |= {state.liveness.timestamp} if state.liveness else set()
+        if len(stamps) == 1:
+            assert fresh.timestamps[i] == stamps.pop()
+            assert fresh.liveness[i] == (b"" if state.liveness else None)
+        else:
+            assert fresh.timestamps[i] is None
+            assert fresh.liveness[i] == (encode_liveness(state.liveness) if state.liveness else None)
         for j, c in enumerate(table.regular):
             version = state.cells.get(c.name)
-            assert fresh.versions[j][i] == (encode_version(version) if version else None)
+            if version is None:
+                assert fresh.versions[j][i] is None
+            else:
+                short = fresh.timestamps[i] is not None
+                assert fresh.versions[j][i] == (version.value if short else encode_version(version))
             assert fresh.values[j][i] == m.values.get(c.name)
             assert c.name not in state.collections
+        # What a destination reads back is the general path's state.
+        record = [key, *(col[i] for col in fresh.versions), fresh.liveness[i], None, fresh.timestamps[i]]
+        stored = decode_row_state(table.regular, record, False)
+        assert (stored.cells, stored.liveness, stored.deletion) == (state.cells, state.liveness, None)
         key_columns = table.partition_key + table.clustering
         values = {**change.partition_key, **change.clustering}
         assert [col[i] for col in fresh.key_values] == [values[c.name] for c in key_columns]
@@ -300,3 +336,58 @@ def test_clickhouse_stored_keys_names_stored_rows_and_recorded_partitions(ch: Cl
     ch.apply(PLAIN, _targeted()[0])
     found = _Store(ch.client(), ch.layout(PLAIN), ch.name).stored_keys(PLAIN, _ASKED, _ASKED)
     assert found == set(_ASKED[:4])
+
+
+@pytest.mark.parametrize("records", [[3], [3, 9]], ids=["all-records-read", "records-looked-up"])
+def test_postgres_keys_checked_on_write_name_only_recorded_partitions(
+    pg: PostgresDestination, records: list[int]
+) -> None:
+    """The load's first plan leaves stored rows to the primary key and asks only for partition
+    records: read whole when the table has no more of them than the batch has partitions,
+    looked up otherwise."""
+    from cdc_platform.destinations.postgres.sink import _Store
+
+    pg.ensure_table(PLAIN)
+    pg.apply(PLAIN, _targeted()[0] + [c for k in records[1:] for c in _plain(k, 20, "delete")])
+    layout = pg.layout(PLAIN)
+    asked = _ASKED if len(records) == 1 else [_ASKED[2]]  # key 3 alone: fewer keys than records
+
+    def ask(conn: object) -> set[bytes]:
+        return _Store(conn, layout, rows_checked_on_write=True).stored_keys(PLAIN, asked, asked)  # type: ignore[arg-type]
+
+    found, _ = pg._run("ask", PLAIN, None, ask)
+    assert found == {_ASKED[2]}
+
+
+def test_postgres_stored_key_among_fresh_rows_replans_the_batch(
+    pg: PostgresDestination, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh row whose key turns out to be stored makes the COPY fail; the batch is planned
+    again with the full check, merged, and nothing of the failed COPY remains."""
+    from cdc_platform.destinations.postgres import sink
+
+    pg.ensure_table(PLAIN)
+    pg.apply(PLAIN, _plain(1, 10, "insert", "old"))
+    modes: list[bool] = []
+    original = sink._Store.__init__
+
+    def recording(self: sink._Store, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        modes.append(self.rows_checked_on_write)
+
+    monkeypatch.setattr(sink._Store, "__init__", recording)
+    batch = ChangeBatch.from_changes(PLAIN, _plain(1, 20, "update", "new") + _plain(2, 5, "insert", "n"))
+    result = pg.apply_batch(PLAIN, batch)
+    assert modes == [True, False]  # the first plan's COPY failed, the second checked every key
+    assert result.rows_written == 2
+    got = canonical(PLAIN, pg.read_state(PLAIN, NOW))
+    assert {pk[0]: row["name"] for (pk, _), row in got.items()} == {
+        (1).to_bytes(4, "big"): b"new",
+        (2).to_bytes(4, "big"): b"n",
+    }
+    model = Model([PLAIN])
+    model.apply(_plain(1, 10, "insert", "old") + _plain(1, 20, "update", "new") + _plain(2, 5, "insert", "n"))
+    assert got == canonical(PLAIN, model.visible(PLAIN.qualified_name, NOW))
+    with pg._connection().cursor() as cur:
+        cur.execute(f'SELECT count(*) FROM "{pg.layout(PLAIN).schema}"."{pg.layout(PLAIN).main}"')
+        assert cur.fetchone() == (2,)

@@ -14,6 +14,7 @@ from cdc_platform.changes.merge import TableModel, canonical
 from cdc_platform.changes.records import RowChange, changes_of_update
 from cdc_platform.commitlog.build import UpdateBuilder
 from cdc_platform.destinations.postgres.sink import PostgresDestination
+from cdc_platform.destinations.state import prefix_end
 from cdc_platform_tests.workloads import NOW, PLAIN, TABLE, plain_workloads, workloads
 
 
@@ -134,3 +135,15 @@ def test_connection_loss_is_retried(pg: PostgresDestination, postgres_url: str) 
     )
     assert result.retries >= 1
     assert canonical(TABLE, pg.read_state(TABLE, NOW))
+
+
+@given(
+    prefix=st.binary(min_size=1, max_size=6).filter(lambda b: b.rstrip(b"\xff")), other=st.binary(max_size=8)
+)
+def test_prefix_end_bounds_exactly_the_strings_with_the_prefix(prefix: bytes, other: bytes) -> None:
+    """Rows of a partition are read as a range of the primary key: [pk, prefix_end(pk))."""
+    end = prefix_end(prefix)
+    assert end is not None
+    for s in (other, prefix + other, prefix[:-1] + other):
+        assert (prefix <= s < end) == s.startswith(prefix)
+    assert prefix_end(b"\xff" * len(prefix)) is None  # every longer string starts with it

@@ -17,6 +17,7 @@ from cdc_platform.destinations import naming
 from cdc_platform.destinations.postgres.sink import PostgresDestination
 from cdc_platform.schema.cql import parse_schema
 from cdc_platform.schema.values import Duration
+from cdc_platform_tests.workloads import PLAIN
 
 NOW = 1_800_000_000
 
@@ -226,3 +227,46 @@ def test_refresh_and_purge(pg: PostgresDestination, postgres_url: str) -> None:
     now = int(dt.datetime.now(dt.UTC).timestamp())
     assert pg.purge(table, now, grace_seconds=86_400) == 1
     assert pg.purge(table, now, grace_seconds=86_400) == 0
+
+
+def test_tables_of_an_earlier_layout_are_upgraded_in_place(postgres_url: str, schema_prefix: str) -> None:
+    """A table written before rows had a short form (no ``_cdc_ts``) and with the old index on
+    ``_cdc_pk`` gets the column, loses the index, and its rows keep reading and merging."""
+    old = PostgresDestination(postgres_url, schema_prefix=schema_prefix)
+    old.ensure_table(PLAIN)
+    lay = old.layout(PLAIN)
+    # Rows in full form, as the general path writes them (a TTL keeps the row off the fresh path).
+    ttl = UpdateBuilder(PLAIN, {"id": 1}, now=NOW).insert({}, {"name": "a", "at": 5}, 10, ttl=10**6)
+    old.apply(PLAIN, list(changes_of_update(ttl.build())))
+    old.close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'ALTER TABLE "{lay.schema}"."{lay.main}" DROP COLUMN _cdc_ts CASCADE')
+        conn.execute(f'CREATE INDEX "{lay.main}$pk" ON "{lay.schema}"."{lay.main}" (_cdc_pk)')
+    new = PostgresDestination(postgres_url, schema_prefix=schema_prefix)
+    try:
+        assert any("added column _cdc_ts bigint" in c for c in new.ensure_table(PLAIN))
+        new.apply(
+            PLAIN,
+            list(changes_of_update(UpdateBuilder(PLAIN, {"id": 1}).update({}, {"name": "b"}, 20).build())),
+        )
+        new.apply(
+            PLAIN,
+            list(changes_of_update(UpdateBuilder(PLAIN, {"id": 2}).insert({}, {"name": "c"}, 20).build())),
+        )
+        state = new.read_state(PLAIN, NOW)
+        assert sorted(
+            (pk[0], row["name"], row.get("at")) for (pk, _), row in canonical(PLAIN, state).items()
+        ) == [
+            ((1).to_bytes(4, "big"), b"b", (5).to_bytes(8, "big")),
+            ((2).to_bytes(4, "big"), b"c", None),
+        ]
+        with psycopg.connect(postgres_url) as conn:
+            indexes = {
+                r[0]
+                for r in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s", (lay.schema,))
+            }
+            short = conn.execute(f'SELECT _cdc_ts FROM "{lay.schema}"."{lay.main}" ORDER BY id').fetchall()
+        assert f"{lay.main}$pk" not in indexes
+        assert short == [(None,), (20,)]  # the merged row in full form, the new one in short form
+    finally:
+        new.close()

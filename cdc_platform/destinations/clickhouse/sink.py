@@ -8,7 +8,9 @@ Per Cassandra table ``ks.t``, in database ``ks`` (the same content as PostgreSQL
   ``_cdc_v:<col>`` (cell version with value bytes) or ``_cdc_c:<col>`` (collection
   elements), ``_cdc_liveness``, ``_cdc_deletion``; ``_cdc_exists``/``_cdc_expires_at`` say
   whether and until when the row exists (TTL), ``_cdc_refresh_at`` when a value in it
-  expires; ``_cdc_version`` numbers the row's versions, ``_cdc_loaded_at`` when it was loaded.
+  expires; ``_cdc_ts`` the one write timestamp of a row in short form (state columns holding
+  only value bytes, see :mod:`cdc_platform.destinations.state`); ``_cdc_version`` numbers the
+  row's versions, ``_cdc_loaded_at`` when it was loaded.
 - ``t$static``: the static row of each partition (tables with static columns), by ``_cdc_pk``.
 - ``t$partitions``: partition deletions and range deletions, by ``_cdc_pk``, kept so that
   late writes are shadowed as Cassandra would.
@@ -114,6 +116,7 @@ from cdc_platform.destinations.state import (
     encode_version,
     materialise,
     plan_batch,
+    prefix_end,
     row_key,
     shadow_of,
     visible_state,
@@ -237,6 +240,7 @@ class Layout:
             ("_cdc_exists", UINT8),
             ("_cdc_expires_at", NULLABLE_INT64),
             ("_cdc_refresh_at", NULLABLE_INT64),
+            ("_cdc_ts", NULLABLE_INT64),
             ("_cdc_version", UINT64),
         ]
 
@@ -638,17 +642,6 @@ def _chunks(items: Sequence[T], size: Callable[[T], int], limit: int = _MAX_LITE
         yield chunk
 
 
-def _successor(prefix: bytes) -> bytes | None:
-    """The least byte string greater than every string starting with ``prefix`` (``None``: none)."""
-    raw = bytearray(prefix)
-    while raw and raw[-1] == 0xFF:
-        raw.pop()
-    if not raw:
-        return None
-    raw[-1] += 1
-    return bytes(raw)
-
-
 def _live(now: str) -> str:
     return f"`_cdc_exists` = 1 AND ifNull(`_cdc_expires_at` > {now}, 1)"
 
@@ -770,7 +763,7 @@ class _Store:
         cols = [lay.state_column(c) for c in lay.value_columns(static)]
         if static:
             return ["_cdc_pk", *cols, "_cdc_version"]
-        return ["_cdc_key", *cols, "_cdc_liveness", "_cdc_deletion", "_cdc_version"]
+        return ["_cdc_key", *cols, "_cdc_liveness", "_cdc_deletion", "_cdc_ts", "_cdc_version"]
 
     def _row_state(self, record: Sequence[Any], static: bool) -> RowState:
         return decode_row_state(self.layout.value_columns(static), record, static)
@@ -842,7 +835,7 @@ class _Store:
             for chunk in _chunks(prefixes, lambda p: 8 * len(p) + 40):
                 ranges = []
                 for p in chunk:
-                    upper = _successor(p)
+                    upper = prefix_end(p)
                     cond = f"`_cdc_key` >= {literal(p)}"
                     if upper is not None:
                         cond += f" AND `_cdc_key` < {literal(upper)}"
@@ -920,7 +913,7 @@ class _Store:
         for c, values, versions in zip(self.table.regular, fresh.values, fresh.versions, strict=True):
             data += [typed(c, values), versions]
         # No row deletion, exists, no expiry, nothing to refresh, version 1.
-        data += [fresh.liveness, [None] * n, [1] * n, [None] * n, [None] * n, [1] * n]
+        data += [fresh.liveness, [None] * n, [1] * n, [None] * n, [None] * n, fresh.timestamps, [1] * n]
         self.client.insert(lay.ident(lay.main), lay.main_columns(), data)
 
     def write(self, rows: list[RowWrite], partitions: list[tuple[Key, PartitionRecord]]) -> None:
@@ -950,6 +943,7 @@ class _Store:
                     1 if m.exists else 0,
                     m.expires_at,
                     m.refresh_at,
+                    None,  # _cdc_ts: merged rows keep full encodings
                     self._next_version(lay.main, key),
                 ]
             )

@@ -7,7 +7,9 @@ Per Cassandra table ``ks.t``, in schema ``ks``:
   column (see :mod:`.typemap`), and the reconciliation state: ``_cdc_v:<col>`` (cell
   version with value bytes) or ``_cdc_c:<col>`` (collection elements), ``_cdc_liveness``,
   ``_cdc_deletion``; ``_cdc_exists``/``_cdc_expires_at`` say whether and until when the row
-  exists (TTL), ``_cdc_refresh_at`` when a value in it expires.
+  exists (TTL), ``_cdc_refresh_at`` when a value in it expires; ``_cdc_ts`` the one write
+  timestamp of a row stored in short form (version columns holding only value bytes, see
+  :mod:`cdc_platform.destinations.state`).
 - ``t$static``: the static row of each partition (tables with static columns).
 - ``t$partitions``: partition deletions and range deletions, kept so that late writes are
   shadowed as Cassandra would.
@@ -68,15 +70,18 @@ from cdc_platform.destinations.state import (
     encode_ranges,
     encode_version,
     plan_batch,
+    prefix_end,
     row_key,
     visible_state,
 )
 from cdc_platform.schema.model import Column, Table
+from cdc_platform.schema.types import CqlType, native
 from cdc_platform.schema.values import deserialize
 
 log = logging.getLogger(__name__)
 
 META_SCHEMA = "cdc_meta"
+_BIGINT = native("bigint")
 
 
 def _transient(exc: BaseException) -> bool:
@@ -130,6 +135,7 @@ class Layout:
             ("_cdc_exists", "boolean"),
             ("_cdc_expires_at", "bigint"),
             ("_cdc_refresh_at", "bigint"),
+            ("_cdc_ts", "bigint"),
         ]
         return cols
 
@@ -283,10 +289,12 @@ class PostgresDestination(Destination):
                         destination=self.name,
                         table=t.qualified_name,
                     )
-        index = naming.table_name(layout.main, "$pk")
+        # Rows of a partition are found through the primary key (their keys share the partition
+        # key as a prefix, see _Store.load_partition_rows); earlier versions kept an index on
+        # _cdc_pk, which every row insert paid for.
         conn.execute(
-            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (_cdc_pk)").format(
-                sql.Identifier(index), layout.ident(layout.main)
+            sql.SQL("DROP INDEX IF EXISTS {}.{}").format(
+                sql.Identifier(layout.schema), sql.Identifier(naming.table_name(layout.main, "$pk"))
             )
         )
         keys = sql.SQL(", ").join(sql.Identifier(naming.value_column(c.name)) for c in layout.key_columns)
@@ -428,14 +436,7 @@ class PostgresDestination(Destination):
         started = time.perf_counter()
 
         def transaction(conn: psycopg.Connection[Any]) -> tuple[int, int]:
-            conn.execute(
-                "SELECT pg_advisory_xact_lock(%s)", (_lock_id(f"table:{layout.schema}.{layout.main}"),)
-            )
-            store = _Store(conn, layout, self.name)
-            plan = plan_of(store)
-            store.write_columns(plan.columns)
-            store.write_fresh(plan.fresh)
-            store.write(plan.rows, plan.partitions)
+            plan = write_planned(conn, layout, self.name, plan_of)
             return plan.row_count, len(plan.partitions)
 
         (rows, parts), retries = self._run("apply", table, batch or None, transaction)
@@ -536,11 +537,48 @@ def _normal_type(ty: str) -> str:
     )
 
 
+def write_planned(
+    conn: psycopg.Connection[Any], layout: Layout, destination: str, plan_of: Callable[[_Store], WritePlan]
+) -> WritePlan:
+    """Plans a batch against the stored state and writes it, under the table's advisory lock.
+
+    Runs inside the caller's transaction. Fresh rows are COPYed without first asking which of
+    their keys are stored: the primary key refuses a stored one, which undoes the COPY (a
+    savepoint) and plans the batch again with the full check. Loads of new keys, the common
+    case, skip the check; a replay pays for the failed COPY.
+    """
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_id(f"table:{layout.schema}.{layout.main}"),))
+    store = _Store(conn, layout, destination, rows_checked_on_write=True)
+    plan = plan_of(store)
+    if plan.columns or plan.fresh:
+        try:
+            with conn.transaction():
+                store.write_columns(plan.columns)
+                store.write_fresh(plan.fresh)
+        except psycopg.errors.UniqueViolation:
+            store = _Store(conn, layout, destination)
+            plan = plan_of(store)
+            store.write_columns(plan.columns)
+            store.write_fresh(plan.fresh)
+    store.write(plan.rows, plan.partitions)
+    return plan
+
+
 class _Store:
     """Reads and writes reconciliation state inside one transaction."""
 
-    def __init__(self, conn: psycopg.Connection[Any], layout: Layout, destination: str = "postgres") -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        layout: Layout,
+        destination: str = "postgres",
+        *,
+        rows_checked_on_write: bool = False,
+    ) -> None:
+        """``rows_checked_on_write``: :meth:`stored_keys` names only keys in partitions with a
+        stored record, leaving stored rows to the primary key when the fresh rows are written."""
         self.conn = conn
+        self.rows_checked_on_write = rows_checked_on_write
         self.layout = layout
         self.destination = destination
         self.table = layout.table
@@ -576,7 +614,7 @@ class _Store:
             tail: list[sql.Composable] = []
         else:
             head = [sql.SQL("_cdc_key")]
-            tail = [sql.SQL("_cdc_liveness"), sql.SQL("_cdc_deletion")]
+            tail = [sql.SQL("_cdc_liveness"), sql.SQL("_cdc_deletion"), sql.SQL("_cdc_ts")]
         return sql.SQL(", ").join(head + cols + tail)
 
     def _row_state(self, record: Sequence[Any], static: bool) -> RowState:
@@ -614,6 +652,9 @@ class _Store:
         lay = self.layout
         if not keys:
             return set()
+        if self.rows_checked_on_write:
+            recorded = self._recorded_partitions(set(pks))
+            return {k for k, p in zip(keys, pks, strict=True) if p in recorded} if recorded else set()
         self.conn.execute(
             "CREATE TEMP TABLE IF NOT EXISTS _cdc_fresh (k bytea, p bytea) ON COMMIT DELETE ROWS"
         )
@@ -628,18 +669,46 @@ class _Store:
         ).format(lay.ident(lay.main), lay.ident(lay.partitions))
         return {bytes(r[0]) for r in self.conn.execute(query)}
 
+    def _recorded_partitions(self, pks: set[bytes]) -> set[bytes]:
+        """Which of these encoded partition keys have a stored partition record.
+
+        Partition records are few next to a batch's partitions (they come from partition and
+        range deletions): when the table holds no more records than ``pks`` has keys, all are
+        read; otherwise the keys are looked up.
+        """
+        table = self.layout.ident(self.layout.partitions)
+        rows = self.conn.execute(
+            sql.SQL("SELECT _cdc_pk FROM {} LIMIT %s").format(table), (len(pks) + 1,)
+        ).fetchall()
+        if len(rows) > len(pks):
+            rows = self.conn.execute(
+                sql.SQL("SELECT _cdc_pk FROM {} WHERE _cdc_pk = ANY(%s)").format(table), (list(pks),)
+            ).fetchall()
+        return {bytes(r[0]) for r in rows} & pks
+
     def load_partition_rows(self, table: Table, pks: Sequence[Key] | None) -> dict[RowId, RowState]:
         lay = self.layout
         out: dict[RowId, RowState] = {}
         where = sql.SQL("")
+        rows = sql.SQL("SELECT {} FROM {} t").format(self._state_select(False), lay.ident(lay.main))
         params: tuple[Any, ...] = ()
+        rows_params: tuple[Any, ...] = ()
         if pks is not None:
             if not pks:
                 return {}
             where = sql.SQL(" WHERE _cdc_pk = ANY(%s)")
-            params = ([encode_key(pk) for pk in pks],)
-        query = sql.SQL("SELECT {} FROM {}{}").format(self._state_select(False), lay.ident(lay.main), where)
-        for rec in self.conn.execute(query, params):
+            encoded = [encode_key(pk) for pk in pks]
+            params = (encoded,)
+            if self.n_ck:  # the partition's row keys: a range of the primary key each
+                rows = sql.SQL(
+                    "{} JOIN unnest(%s::bytea[], %s::bytea[]) AS w(lo, hi) "
+                    "ON t._cdc_key >= w.lo AND (w.hi IS NULL OR t._cdc_key < w.hi)"
+                ).format(rows)
+                rows_params = (encoded, [prefix_end(p) for p in encoded])
+            else:  # the row key is the partition key
+                rows = sql.SQL("{} WHERE t._cdc_key = ANY(%s)").format(rows)
+                rows_params = params
+        for rec in self.conn.execute(rows, rows_params):
             out[self._rid(rec[0])] = self._row_state(rec, False)
         if self.table.static:
             query = sql.SQL("SELECT {} FROM {}{}").format(
@@ -727,25 +796,26 @@ class _Store:
         """Inserts rows no stored row shares a key with (:func:`plan_batch` checked): one COPY."""
         if fresh:
             dump = self.copier.dump
-            self._copy_fresh(fresh, lambda c, values: dump(copy_type(c.type), pg_column(c.type)(values)))
+            self._copy_fresh(fresh, lambda t, values: dump(copy_type(t), pg_column(t)(values)))
 
     def write_columns(self, fresh: FreshColumns | None) -> None:
         """:meth:`write_fresh` for rows of a change batch, column-wise (:mod:`..columnar`)."""
         if fresh:
             dump = self.copier.dump_arrow
-            self._copy_fresh(fresh, lambda c, values: dump(c.type, values))
+            self._copy_fresh(fresh, dump)
 
-    def _copy_fresh(self, fresh: FreshRows | FreshColumns, dump: Callable[[Column, Any], Any]) -> None:
+    def _copy_fresh(self, fresh: FreshRows | FreshColumns, dump: Callable[[CqlType, Any], Any]) -> None:
         """One COPY of fresh rows, their typed values dumped by ``dump``."""
         lay = self.layout
         columns: list[Any] = [fresh.keys, fresh.pks]
-        columns += [dump(c, values) for c, values in zip(lay.key_columns, fresh.key_values, strict=True)]
+        columns += [dump(c.type, values) for c, values in zip(lay.key_columns, fresh.key_values, strict=True)]
         for c, values, versions in zip(self.table.regular, fresh.values, fresh.versions, strict=True):
-            columns += [dump(c, values), versions]
+            columns += [dump(c.type, values), versions]
         columns.append(fresh.liveness)
         columns.append(
             [b"\x01"] * len(fresh)
         )  # _cdc_exists (binary true); deletion, expiry, refresh stay NULL
+        columns.append(dump(_BIGINT, fresh.timestamps))
         names = [name for name, _ in lay.main_columns() if name not in _FRESH_NULL]
         target = sql.SQL("{} ({})").format(
             lay.ident(lay.main), sql.SQL(", ").join(sql.Identifier(c) for c in names)
@@ -777,6 +847,7 @@ class _Store:
                 "bool",
                 "int8",
                 "int8",
+                "int8",
             ]
             self._swap(
                 lay.main,
@@ -794,6 +865,7 @@ class _Store:
                         w.materialised.exists,
                         w.materialised.expires_at,
                         w.materialised.refresh_at,
+                        None,  # _cdc_ts: merged rows keep full encodings
                     ]
                     for w in main
                 ),
