@@ -87,12 +87,19 @@ def load_changes(
     *,
     batch: str,
 ) -> list[ApplyResult]:
-    """Applies each table's changes to every destination (idempotent: reruns change nothing)."""
+    """Applies each table's changes to every destination (idempotent: reruns change nothing).
+
+    The changes go as a change batch (:meth:`Destination.apply_batch`), as the Dagster load
+    stage reads them from the staging area: the same column-wise paths.
+    """
+    from cdc_platform.changes.arrow import ChangeBatch
+
     results = []
     for name in sorted(changes):
         table = schema.table(name)
+        staged = ChangeBatch.from_changes(table, changes[name])
         for dest in destinations:
-            results.append(dest.apply(table, changes[name], batch=batch))
+            results.append(dest.apply_batch(table, staged, batch=batch))
     return results
 
 

@@ -276,6 +276,7 @@ def _build_schema(table: Table) -> pa.Schema:
         pa.field("_cdc_segment_id", pa.int64()),
         pa.field("_cdc_position", pa.int64()),
         pa.field("_cdc_seq", pa.int32()),
+        pa.field("_cdc_entry_start", pa.int64()),
         pa.field("_cdc_kind", pa.string()),
         pa.field("_cdc_op", pa.string()),
         pa.field("_cdc_liveness_timestamp", pa.int64()),
@@ -475,6 +476,7 @@ class ChangeBatch:
             columns["_cdc_segment_id"].append(ch.segment_id)
             columns["_cdc_position"].append(ch.position)
             columns["_cdc_seq"].append(seq)
+            columns["_cdc_entry_start"].append(ch.entry_start)
             columns["_cdc_kind"].append(ch.kind.value)
             columns["_cdc_op"].append(ch.operation)
             columns["_cdc_liveness_timestamp"].append(ch.liveness_timestamp)
@@ -525,6 +527,7 @@ class ChangeBatch:
         # Columns added to the table after the batch was written read as absent.
         for c in table.columns:
             cols.setdefault(field_name(c.name), [None] * n)
+        cols.setdefault("_cdc_entry_start", [None] * n)  # batches staged before it was kept
         out: list[RowChange] = []
         for i in range(n):
             kind = ChangeKind(cols["_cdc_kind"][i])
@@ -571,6 +574,7 @@ class ChangeBatch:
                     range_end=range_end,
                     segment_id=cols["_cdc_segment_id"][i],
                     position=cols["_cdc_position"][i],
+                    entry_start=cols["_cdc_entry_start"][i],
                     node=cols["_cdc_node"][i],
                 )
             )

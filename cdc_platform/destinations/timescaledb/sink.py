@@ -24,7 +24,8 @@ Per Cassandra table ``ks.t``, in schema ``ks`` (with the destination's schema pr
                                 UDT a list of such objects with ``"path"`` (list cell id, set
                                 element, map key or field name) and ``"collection_deletion"``.
                                 Values and paths are rendered as Cassandra's ``toJson()``; one
-                                that jsonb cannot hold (U+0000) is ``null``, its serialized
+                                that jsonb cannot hold (U+0000, a decimal or varint beyond
+                                PostgreSQL numeric's range) is ``null``, its serialized
                                 bytes in ``"value_raw"`` / ``"path_raw"`` (``"0x…"``)
   ``_cdc_liveness_*``           primary-key liveness of an ``INSERT``: timestamp, ttl, expiry
   ``_cdc_deletion_ts``,         the row, partition or range deletion: timestamp (µs) and local
@@ -69,21 +70,27 @@ a rerun applies both (each is idempotent on its own).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
+import json
 import logging
 import re
 import struct
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import psycopg
+import pyarrow.compute as pc
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from cdc_platform.changes.arrow import ChangeBatch
 from cdc_platform.changes.identity import change_id
 from cdc_platform.changes.merge import (
     Key,
@@ -104,11 +111,12 @@ from cdc_platform.changes.records import (
 from cdc_platform.destinations import naming
 from cdc_platform.destinations.base import (
     ApplyResult,
-    Destination,
     DestinationError,
     RetryPolicy,
     check_supported,
 )
+from cdc_platform.destinations.columnar import plan_change_batch
+from cdc_platform.destinations.postgres.copy import ColumnCopy
 from cdc_platform.destinations.postgres.sink import (
     META_SCHEMA,
     Layout,
@@ -116,9 +124,11 @@ from cdc_platform.destinations.postgres.sink import (
     _lock_id,
     _normal_type,
     _Store,
+    write_planned,
 )
 from cdc_platform.destinations.postgres.typemap import copy_type, pg_type, pg_value
-from cdc_platform.destinations.state import encode_key, plan_batch
+from cdc_platform.destinations.state import WritePlan, encode_key, plan_batch
+from cdc_platform.destinations.timescaledb.columnar import HistoryColumns, history_columns
 from cdc_platform.gc_pause import paused_gc
 from cdc_platform.schema.model import Column, Table
 from cdc_platform.schema.render import quote_json_string, to_json
@@ -412,8 +422,46 @@ def _path_bytes(column: Column | None, path: Any) -> bytes | None:
     return _bytes_of(None, path)
 
 
+# PostgreSQL numeric (which jsonb numbers are): at most 131072 digits before the decimal point
+# and 16383 after it (PostgreSQL docs, "Numeric Types"); numeric_in rejects anything else.
+_NUMERIC_INTEGER_DIGITS = 131_072
+_NUMERIC_SCALE = 16_383
+
+
+@functools.cache
+def _renders_big_numbers(cql_type: CqlType) -> bool:
+    """Whether ``toJson()`` of the type can hold a number beyond PostgreSQL numeric's range
+    (decimal and varint can; float and double stay within 1.8E308 and 4.9E-324)."""
+    if isinstance(cql_type, NativeType):
+        return cql_type.name in ("decimal", "varint")
+    return any(_renders_big_numbers(t) for t in cql_type.subtypes())
+
+
+def _numeric_fits(text: str) -> Decimal:
+    number = Decimal(text)
+    _, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)  # JSON numbers are finite
+    if -exponent > _NUMERIC_SCALE or (number and len(digits) + exponent > _NUMERIC_INTEGER_DIGITS):
+        raise OverflowError(text)
+    return number
+
+
+def jsonb_holds(cql_type: CqlType, text: str) -> bool:
+    """Whether jsonb accepts the ``toJson()`` text of a value of the type: no U+0000 escape and
+    every number within PostgreSQL numeric's range."""
+    if _JSON_NUL.search(text):
+        return False
+    if _renders_big_numbers(cql_type):
+        try:
+            json.loads(text, parse_float=_numeric_fits, parse_int=_numeric_fits)
+        except (OverflowError, ValueError):
+            return False
+    return True
+
+
 def _safe(cql_type: CqlType | None, value: Any) -> tuple[str, str | None]:
-    """``toJson()`` text of a value and, when jsonb cannot hold it (U+0000), its bytes instead."""
+    """``toJson()`` text of a value and, when jsonb cannot hold it (:func:`jsonb_holds`), its
+    bytes instead."""
     if value is None:
         return "null", None
     if cql_type is None:
@@ -421,7 +469,7 @@ def _safe(cql_type: CqlType | None, value: Any) -> tuple[str, str | None]:
         if not isinstance(value, (bytes, InvalidValue)):
             return "null", None
     text = to_json(cql_type, value)
-    if not _JSON_NUL.search(text):
+    if jsonb_holds(cql_type, text):
         return text, None
     return "null", '"0x' + _bytes_of(cql_type, value).hex() + '"'
 
@@ -457,7 +505,7 @@ def _cell_json(column: Column | None, cell: CellChange) -> str:
         assert column is not None
         raw_path = _path_bytes(column, cell.path)
         text = _path_json(column, cell.path)
-        if _JSON_NUL.search(text):
+        if not jsonb_holds(column.type, text):
             items += [("path", "null"), ("path_raw", '"0x' + (raw_path or b"").hex() + '"')]
         else:
             items.append(("path", text))
@@ -909,10 +957,6 @@ class TimescaleDestination(PostgresDestination):
 
     # -- applying ----------------------------------------------------------------------------
 
-    # Every change becomes a history row: the base class's change objects, not PostgreSQL's
-    # column-wise fresh rows.
-    apply_batch = Destination.apply_batch
-
     @paused_gc()
     def apply(self, table: Table, changes: Sequence[RowChange], *, batch: str = "") -> ApplyResult:
         """Appends the batch's new changes to the history and merges it into the current state.
@@ -925,8 +969,6 @@ class TimescaleDestination(PostgresDestination):
         Raises:
             DestinationError: a change belongs to another table, or the load failed.
         """
-        started = time.perf_counter()
-        state = self._state(table) if self.with_current_state else None
         wrong = [c for c in changes if (c.keyspace, c.table) != (table.keyspace, table.name)]
         if wrong:
             c = wrong[0]
@@ -937,6 +979,43 @@ class TimescaleDestination(PostgresDestination):
                 table=table.qualified_name,
                 batch=batch or None,
             )
+        return self._apply_history(
+            table, len(changes), batch, changes, None, lambda store: plan_batch(table, changes, store)
+        )
+
+    @paused_gc()
+    def apply_batch(self, table: Table, changes: ChangeBatch, *, batch: str = "") -> ApplyResult:
+        """:meth:`apply` for a staged change batch: history rows of plain row changes and the
+        current state's fresh rows are built from its columns (:mod:`.columnar`,
+        :mod:`..columnar`), the other changes as objects."""
+        columns: HistoryColumns | None = None
+        others: Sequence[RowChange] = ()
+        if self.with_history:
+            history, _ = self._history(table)
+            columns, rest = history_columns(history, changes.data, batch, ColumnCopy(self._connection()))
+            if pc.any(rest).as_py():
+                others = ChangeBatch(table, changes.data.filter(rest)).to_changes()
+        return self._apply_history(
+            table,
+            len(changes),
+            batch,
+            others,
+            columns,
+            lambda store: plan_change_batch(table, changes, store),
+        )
+
+    def _apply_history(
+        self,
+        table: Table,
+        count: int,
+        batch: str,
+        changes: Sequence[RowChange],
+        columns: HistoryColumns | None,
+        plan_of: Callable[[_Store], WritePlan],
+    ) -> ApplyResult:
+        """Writes history rows (``changes`` as objects, ``columns`` column-wise) and the state."""
+        started = time.perf_counter()
+        state = self._state(table) if self.with_current_state else None
         rows: dict[uuid.UUID, _Row] = {}
         notes: list[str] = []
         retried = 0
@@ -955,9 +1034,12 @@ class TimescaleDestination(PostgresDestination):
                         batch=batch or None,
                     ) from exc
                 rows.setdefault(row.change_id, row)  # the first copy's provenance is kept
-            if partitioned and rows:
+            months = {month_of(r.time) for r in rows.values()}
+            if columns is not None and len(columns):
+                stamps = np.unique(columns.micros.astype("datetime64[us]").astype("datetime64[M]"))
+                months |= {(int(str(m)[:4]), int(str(m)[5:7])) for m in stamps}
+            if partitioned and months:
                 layout = history
-                months = {month_of(r.time) for r in rows.values()}
                 created, retried = self._run(
                     "create partitions",
                     table,
@@ -968,24 +1050,18 @@ class TimescaleDestination(PostgresDestination):
 
         def transaction(conn: psycopg.Connection[Any]) -> tuple[int, int, int]:
             inserted = 0
-            if history is not None and rows:
-                inserted = self._insert_history(conn, history, list(rows.values()))
+            if history is not None and (rows or (columns is not None and len(columns))):
+                inserted = self._insert_history(conn, history, list(rows.values()), columns)
             state_rows = state_parts = 0
             if state is not None:
-                conn.execute(
-                    "SELECT pg_advisory_xact_lock(%s)", (_lock_id(f"table:{state.schema}.{state.main}"),)
-                )
-                store = _Store(conn, state)
-                plan = plan_batch(table, changes, store)
-                store.write_fresh(plan.fresh)
-                store.write(plan.rows, plan.partitions)
+                plan = write_planned(conn, state, self.name, plan_of)
                 state_rows, state_parts = plan.row_count, len(plan.partitions)
             return inserted, state_rows, state_parts
 
         (inserted, state_rows, state_parts), retries = self._run("apply", table, batch or None, transaction)
         if history is not None:
             notes.append(
-                f"history: {inserted} change(s) inserted, {len(changes) - inserted} already stored or "
+                f"history: {inserted} change(s) inserted, {count - inserted} already stored or "
                 "copies of another change in the batch"
             )
         if state is not None:
@@ -993,7 +1069,7 @@ class TimescaleDestination(PostgresDestination):
         return ApplyResult(
             self.name,
             table.qualified_name,
-            len(changes),
+            count,
             inserted + state_rows,
             state_parts,
             time.perf_counter() - started,
@@ -1024,7 +1100,14 @@ class TimescaleDestination(PostgresDestination):
                 created.append(name)
         return created
 
-    def _insert_history(self, conn: psycopg.Connection[Any], layout: HistoryLayout, rows: list[_Row]) -> int:
+    def _insert_history(
+        self,
+        conn: psycopg.Connection[Any],
+        layout: HistoryLayout,
+        rows: list[_Row],
+        dumped: HistoryColumns | None = None,
+    ) -> int:
+        """Inserts the history rows not stored yet (``rows`` as objects, ``dumped`` column-wise)."""
         conn.execute(
             "SELECT pg_advisory_xact_lock(%s)", (_lock_id(f"history:{layout.schema}.{layout.name}"),)
         )
@@ -1040,12 +1123,16 @@ class TimescaleDestination(PostgresDestination):
             sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(stage, defs)
         )
         conn.execute(sql.SQL("TRUNCATE {}").format(stage))
-        with conn.cursor().copy(
-            sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(stage, names)
-        ) as cp:
-            cp.set_types([c.copy_type for c in columns])
-            for r in rows:
-                cp.write_row(r.values)
+        copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(stage, names)
+        if rows:
+            with conn.cursor().copy(copy) as cp:
+                cp.set_types([c.copy_type for c in columns])
+                for r in rows:
+                    cp.write_row(r.values)
+        if dumped is not None and len(dumped):
+            with conn.cursor().copy(copy) as cp:
+                for chunk in ColumnCopy(conn).stream(dumped.columns):
+                    cp.write(chunk)
         cur = conn.execute(
             sql.SQL(
                 "INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT (_cdc_change_id, _cdc_time) DO NOTHING"
