@@ -1,0 +1,186 @@
+"""Where a load's time goes, per change: the figures behind docs/benchmarks.md "Loading: where the time goes".
+
+Loads the load benchmark's narrow changes (``bench_load.py``) into PostgreSQL (current state)
+and the TimescaleDB history on the embedded PostgreSQL (or $CDC_BENCH_POSTGRES_URL), and into
+chdb, with
+timers around each stage of ``apply_batch``, then measures the server's share of the write:
+the rows just loaded are read back as binary COPY data and COPYed into an empty copy of the
+table (with and without its secondary index), next to the same for the raw rows.
+
+    python benchmarks/load_breakdown.py --changes 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_load
+
+from cdc_platform.destinations.postgres import sink as pg_sink
+from cdc_platform.destinations.timescaledb import sink as ts_sink
+from cdc_platform_tests.servers import embedded_postgres_url
+
+TIMES: defaultdict[str, float] = defaultdict(float)
+
+
+@contextlib.contextmanager
+def timing(owner: Any, name: str, label: str) -> Iterator[None]:
+    """Adds the time spent in ``owner.name`` to ``TIMES[label]`` while the block runs."""
+    original = getattr(owner, name)
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            TIMES[label] += time.perf_counter() - started
+
+    setattr(owner, name, timed)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+def run(apply: Callable[[], object], hooks: list[tuple[Any, str, str]]) -> float:
+    with contextlib.ExitStack() as stack:
+        for owner, name, label in hooks:
+            stack.enter_context(timing(owner, name, label))
+        started = time.perf_counter()
+        apply()
+        return time.perf_counter() - started
+
+
+def server_copy(url: str, source: str, drop_secondary: bool) -> float:
+    """Seconds to COPY the rows of ``source`` (binary) into an empty table like it."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        columns = [
+            r[0]
+            for r in conn.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+                "AND NOT attisdropped AND attname <> '_cdc_loaded_at' ORDER BY attnum",
+                (source,),
+            )
+        ]
+        names = ", ".join(f'"{c}"' for c in columns)
+        data = io.BytesIO()
+        with conn.cursor().copy(f"COPY {source} ({names}) TO STDOUT (FORMAT BINARY)") as cp:
+            for chunk in cp:
+                data.write(chunk)
+        conn.execute("DROP TABLE IF EXISTS breakdown_copy")
+        conn.execute(f"CREATE TABLE breakdown_copy (LIKE {source} INCLUDING ALL)")
+        if drop_secondary:
+            for (index,) in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'breakdown_copy' "
+                "AND indexname NOT LIKE '%pkey'"
+            ).fetchall():
+                conn.execute(f'DROP INDEX "{index}"')
+        conn.execute("CHECKPOINT")
+        raw = data.getvalue()
+        started = time.perf_counter()
+        with (
+            conn.transaction(),
+            conn.cursor().copy(f"COPY breakdown_copy ({names}) FROM STDIN (FORMAT BINARY)") as cp,
+        ):
+            for i in range(0, len(raw), 1 << 20):
+                cp.write(raw[i : i + (1 << 20)])
+        elapsed = time.perf_counter() - started
+        conn.execute("DROP TABLE breakdown_copy")
+        return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--changes", type=int, default=200_000)
+    parser.add_argument("--postgres", default=os.environ.get("CDC_BENCH_POSTGRES_URL"))
+    args = parser.parse_args()
+    n = args.changes
+    prepared = list(bench_load.batches(n, 50_000))
+    table = bench_load.TABLE
+    from cdc_platform.destinations import columnar
+
+    with tempfile.TemporaryDirectory(prefix="load_breakdown_", ignore_cleanup_errors=True) as tmp:
+        url = args.postgres or embedded_postgres_url(Path(tmp) / "postgres")
+        prefix = f"breakdown{int(time.time())}_"
+        pg = pg_sink.PostgresDestination(url, schema_prefix=prefix)
+        pg.ensure_table(table)
+        total = run(
+            lambda: [pg.apply_batch(table, b) for b in prepared],
+            [
+                (columnar, "fresh_columns", "pg: select and encode fresh rows"),
+                (pg_sink._Store, "stored_keys", "pg: partition-record check"),
+                (pg_sink._Store, "write_columns", "pg: COPY of fresh rows (client and server)"),
+            ],
+        )
+        layout = pg.layout(table)
+        pg.close()
+        source = f'"{layout.schema}"."{layout.main}"'
+        raw_table = f'"{prefix}raw0"'  # the first of bench_load's raw tables
+        bench_load._postgres_raw(url, f"{prefix}raw", n)
+        rows = [
+            ("pg: apply_batch, total", total),
+            *[(k, v) for k, v in TIMES.items() if k.startswith("pg")],
+            (
+                "pg: server COPY of the stored rows (primary key + typed-key index)",
+                server_copy(url, source, False),
+            ),
+            ("pg: server COPY of the stored rows (primary key only)", server_copy(url, source, True)),
+            ("pg: server COPY of the raw rows (primary key)", server_copy(url, raw_table, False)),
+        ]
+        ts = ts_sink.TimescaleDestination(url, schema_prefix=f"{prefix}ts_")
+        ts.ensure_table(table)
+        total = run(
+            lambda: [ts.apply_batch(table, b) for b in prepared],
+            [
+                (ts_sink, "history_columns", "history: rows column-wise (hash, document, keys)"),
+                (
+                    ts_sink.TimescaleDestination,
+                    "_insert_history",
+                    "history: COPY to staging and INSERT … ON CONFLICT",
+                ),
+            ],
+        )
+        ts.close()
+        rows += [("history: apply_batch, total", total)]
+        rows += [(k, v) for k, v in TIMES.items() if k.startswith("history")]
+        from cdc_platform.destinations.clickhouse import ClickHouseDestination
+        from cdc_platform.destinations.clickhouse import sink as ch_sink
+
+        ch = ClickHouseDestination(f"chdb://{Path(tmp) / 'chdb'}", database_prefix=prefix)
+        ch.ensure_table(table)
+        total = run(
+            lambda: [ch.apply_batch(table, b) for b in prepared],
+            [
+                (columnar, "fresh_columns", "chdb: select and encode fresh rows"),
+                (ch_sink._Store, "stored_keys", "chdb: stored-key check"),
+                (ch_sink._Store, "write_columns", "chdb: insert of fresh rows"),
+            ],
+        )
+        ch.close()
+        rows += [("chdb: apply_batch, total", total)]
+        rows += [(k, v) for k, v in TIMES.items() if k.startswith("chdb")]
+    print("| stage | µs per change |")
+    print("|---|---|")
+    for label, seconds in rows:
+        print(f"| {label} | {seconds / n * 1e6:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
