@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +55,22 @@ def timing(owner: Any, name: str, label: str) -> Iterator[None]:
         setattr(owner, name, original)
 
 
-def run(apply: Callable[[], object], hooks: list[tuple[Any, str, str]]) -> float:
+def stages(
+    dest: Any, name: str, prepared: list[Any], hooks: list[tuple[Any, str, str]]
+) -> list[tuple[str, float]]:
+    """Applies the batches through ``dest`` with ``hooks`` timed: (label, seconds) rows,
+    the total first, labelled ``name: …``."""
+    TIMES.clear()
+    dest.ensure_table(bench_load.TABLE)
     with contextlib.ExitStack() as stack:
-        for owner, name, label in hooks:
-            stack.enter_context(timing(owner, name, label))
+        for owner, method, label in hooks:
+            stack.enter_context(timing(owner, method, f"{name}: {label}"))
         started = time.perf_counter()
-        apply()
-        return time.perf_counter() - started
+        for batch in prepared:
+            dest.apply_batch(bench_load.TABLE, batch)
+        total = time.perf_counter() - started
+    dest.close()
+    return [(f"{name}: apply_batch, total", total), *TIMES.items()]
 
 
 def server_copy(url: str, source: str, drop_secondary: bool) -> float:
@@ -120,23 +129,21 @@ def main() -> None:
         url = args.postgres or embedded_postgres_url(Path(tmp) / "postgres")
         prefix = f"breakdown{int(time.time())}_"
         pg = pg_sink.PostgresDestination(url, schema_prefix=prefix)
-        pg.ensure_table(table)
-        total = run(
-            lambda: [pg.apply_batch(table, b) for b in prepared],
+        rows = stages(
+            pg,
+            "pg",
+            prepared,
             [
-                (columnar, "fresh_columns", "pg: select and encode fresh rows"),
-                (pg_sink._Store, "stored_keys", "pg: partition-record check"),
-                (pg_sink._Store, "write_columns", "pg: COPY of fresh rows (client and server)"),
+                (columnar, "fresh_columns", "select and encode fresh rows"),
+                (pg_sink._Store, "stored_keys", "partition-record check"),
+                (pg_sink._Store, "write_columns", "COPY of fresh rows (client and server)"),
             ],
         )
         layout = pg.layout(table)
-        pg.close()
         source = f'"{layout.schema}"."{layout.main}"'
-        raw_table = f'"{prefix}raw0"'  # the first of bench_load's raw tables
         bench_load._postgres_raw(url, f"{prefix}raw", n)
-        rows = [
-            ("pg: apply_batch, total", total),
-            *[(k, v) for k, v in TIMES.items() if k.startswith("pg")],
+        raw_table = f'"{prefix}raw0"'  # the first of bench_load's raw tables
+        rows += [
             (
                 "pg: server COPY of the stored rows (primary key + typed-key index)",
                 server_copy(url, source, False),
@@ -144,38 +151,28 @@ def main() -> None:
             ("pg: server COPY of the stored rows (primary key only)", server_copy(url, source, True)),
             ("pg: server COPY of the raw rows (primary key)", server_copy(url, raw_table, False)),
         ]
-        ts = ts_sink.TimescaleDestination(url, schema_prefix=f"{prefix}ts_")
-        ts.ensure_table(table)
-        total = run(
-            lambda: [ts.apply_batch(table, b) for b in prepared],
+        rows += stages(
+            ts_sink.TimescaleDestination(url, schema_prefix=f"{prefix}ts_"),
+            "history",
+            prepared,
             [
-                (ts_sink, "history_columns", "history: rows column-wise (hash, document, keys)"),
-                (
-                    ts_sink.TimescaleDestination,
-                    "_insert_history",
-                    "history: COPY to staging and INSERT … ON CONFLICT",
-                ),
+                (ts_sink, "history_columns", "rows column-wise (hash, document, keys)"),
+                (ts_sink.TimescaleDestination, "_insert_history", "COPY to staging and INSERT … ON CONFLICT"),
             ],
         )
-        ts.close()
-        rows += [("history: apply_batch, total", total)]
-        rows += [(k, v) for k, v in TIMES.items() if k.startswith("history")]
         from cdc_platform.destinations.clickhouse import ClickHouseDestination
         from cdc_platform.destinations.clickhouse import sink as ch_sink
 
-        ch = ClickHouseDestination(f"chdb://{Path(tmp) / 'chdb'}", database_prefix=prefix)
-        ch.ensure_table(table)
-        total = run(
-            lambda: [ch.apply_batch(table, b) for b in prepared],
+        rows += stages(
+            ClickHouseDestination(f"chdb://{Path(tmp) / 'chdb'}", database_prefix=prefix),
+            "chdb",
+            prepared,
             [
-                (columnar, "fresh_columns", "chdb: select and encode fresh rows"),
-                (ch_sink._Store, "stored_keys", "chdb: stored-key check"),
-                (ch_sink._Store, "write_columns", "chdb: insert of fresh rows"),
+                (columnar, "fresh_columns", "select and encode fresh rows"),
+                (ch_sink._Store, "stored_keys", "stored-key check"),
+                (ch_sink._Store, "write_columns", "insert of fresh rows"),
             ],
         )
-        ch.close()
-        rows += [("chdb: apply_batch, total", total)]
-        rows += [(k, v) for k, v in TIMES.items() if k.startswith("chdb")]
     print("| stage | µs per change |")
     print("|---|---|")
     for label, seconds in rows:
