@@ -157,7 +157,11 @@ def main() -> None:
             prepared,
             [
                 (ts_sink, "history_columns", "rows column-wise (hash, document, keys)"),
-                (ts_sink.TimescaleDestination, "_insert_history", "COPY to staging and INSERT … ON CONFLICT"),
+                (
+                    ts_sink.TimescaleDestination,
+                    "_insert_history",
+                    "stored-id lookup and COPY into the history",
+                ),
             ],
         )
         from cdc_platform.destinations.clickhouse import ClickHouseDestination

@@ -33,6 +33,7 @@ from __future__ import annotations
 import decimal
 import ipaddress
 import struct
+import sys
 import uuid
 from collections.abc import Callable
 from functools import cache
@@ -49,6 +50,15 @@ from cdc_platform.schema.types import (
     UserType,
     VectorType,
 )
+
+# A CQL varint (or a decimal's unscaled value) may have far more digits than Python's default
+# limit for int <-> str conversions (4,300, a guard against quadratic-time conversion of huge
+# untrusted numbers), and its text is what toJson(), change batches and ClickHouse hold. The
+# limit is raised to PostgreSQL numeric's 131,072 digits (and a little more) for the process:
+# larger values convert in tens of milliseconds; anything beyond still fails loudly.
+INT_TEXT_DIGITS = 140_000
+if 0 < sys.get_int_max_str_digits() < INT_TEXT_DIGITS:
+    sys.set_int_max_str_digits(INT_TEXT_DIGITS)
 
 
 class ValueDecodeError(ValueError):

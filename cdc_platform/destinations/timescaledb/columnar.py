@@ -16,6 +16,7 @@ row.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -56,6 +57,16 @@ class HistoryColumns:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> HistoryColumns:
+        """These rows only, in this order."""
+        index = np.asarray(rows, dtype=np.int64)
+        taken = pa.array(index)
+        return HistoryColumns(
+            [self.ids[i] for i in index],
+            self.micros[index],
+            [c.take(taken) if isinstance(c, pa.Array) else [c[i] for i in index] for c in self.columns],
+        )
 
 
 def _binary(values: pa.Array) -> pa.Array:
@@ -258,12 +269,8 @@ def history_columns(
         ],
         _const(m, batch.encode()) if batch else pa.nulls(m, pa.binary()),
     ]
-    if len(keep) < m:
-        taken = pa.array(keep)
-        columns = [_take(c, taken, keep) for c in columns]
-        ids = [ids[i] for i in keep]
-        micros = micros[keep]
-    return HistoryColumns(ids, micros, columns), pa.array(rest)
+    out = HistoryColumns(ids, micros, columns)
+    return (out.take(keep) if len(keep) < m else out), pa.array(rest)
 
 
 _NULL = b"\xff\xff\xff\xff"  # a null field of the hashed content
@@ -328,9 +335,3 @@ def _ids(content: pa.Array) -> list[bytes]:
     digests[:, 8] = (digests[:, 8] & 0x3F) | 0x80
     blob = digests.tobytes()
     return [blob[i : i + 16] for i in range(0, len(blob), 16)]
-
-
-def _take(values: Any, taken: pa.Array, keep: np.ndarray) -> Any:
-    if isinstance(values, pa.Array):
-        return values.take(taken)
-    return [values[i] for i in keep]

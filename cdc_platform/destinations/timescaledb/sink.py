@@ -48,9 +48,12 @@ Per Cassandra table ``ks.t``, in schema ``ks`` (with the destination's schema pr
 the same mutation read from three replicas' commit logs (different nodes, segment ids,
 positions) or replayed by a rerun has one id. The time column is derived from the same
 content, so ``UNIQUE (_cdc_change_id, _cdc_time)`` (a unique constraint on a hypertable or a
-partitioned table must include the time column) rejects every copy after the first: a batch
-is COPYed into a temporary staging table and moved with ``INSERT … ON CONFLICT DO NOTHING``,
-in one transaction holding an advisory lock on the table.
+partitioned table must include the time column) rejects every copy after the first. In one
+transaction holding an advisory lock on the table, a batch's (id, time) pairs are looked up
+in that index and only the new rows are COPYed into the history; should the constraint
+refuse one all the same (a writer without the lock), the batch goes through a staging table
+and ``INSERT … ON CONFLICT DO NOTHING`` instead. Plain row changes of a staged batch become
+history rows column-wise (:mod:`.columnar`), the others one by one (:func:`history_row`).
 
 **Partitioning.** When the ``timescaledb`` extension (2.13 or later, for ``by_range``) is
 installed in the database when the history table is created, the table becomes a hypertable
@@ -115,7 +118,7 @@ from cdc_platform.destinations.base import (
     RetryPolicy,
     check_supported,
 )
-from cdc_platform.destinations.columnar import plan_change_batch
+from cdc_platform.destinations.columnar import fixed_width, plan_change_batch
 from cdc_platform.destinations.postgres.copy import ColumnCopy
 from cdc_platform.destinations.postgres.sink import (
     META_SCHEMA,
@@ -1107,10 +1110,40 @@ class TimescaleDestination(PostgresDestination):
         rows: list[_Row],
         dumped: HistoryColumns | None = None,
     ) -> int:
-        """Inserts the history rows not stored yet (``rows`` as objects, ``dumped`` column-wise)."""
+        """Inserts the history rows not stored yet (``rows`` as objects, ``dumped`` column-wise).
+
+        Under the table's advisory lock, which every writer of the history takes: the rows'
+        (change id, time) pairs are staged and the stored ones looked up through the unique
+        index, and only the new rows are COPYed, straight into the history (replica copies and
+        replays cost the lookup only). Should a stored row slip through all the same (a
+        writer that does not take the lock), the unique constraint refuses the COPY, a
+        savepoint undoes it, and every row goes through a staging table and
+        ``INSERT … ON CONFLICT DO NOTHING``.
+        """
         conn.execute(
             "SELECT pg_advisory_xact_lock(%s)", (_lock_id(f"history:{layout.schema}.{layout.name}"),)
         )
+        dumped = dumped if dumped is not None and len(dumped) else None
+        stored = self._stored_ids(conn, layout, rows, dumped)
+        new_rows = [r for r in rows if r.change_id.bytes not in stored]
+        new_dumped = dumped
+        if dumped is not None and stored:
+            new_dumped = dumped.take([i for i, cid in enumerate(dumped.ids) if cid not in stored])
+        count = len(new_rows) + (len(new_dumped) if new_dumped is not None else 0)
+        if not count:
+            return 0
+        try:
+            with conn.transaction():
+                self._copy_history(conn, layout, layout.ident(), new_rows, new_dumped)
+            return count
+        except psycopg.errors.UniqueViolation:
+            log.warning(
+                "%s: history %s.%s holds rows its lookup did not find (a writer without the "
+                "advisory lock?): inserting through INSERT … ON CONFLICT DO NOTHING",
+                self.name,
+                layout.schema,
+                layout.name,
+            )
         columns = layout.columns()
         defs = sql.SQL(", ").join(
             sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.type)) for c in columns
@@ -1123,7 +1156,26 @@ class TimescaleDestination(PostgresDestination):
             sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(stage, defs)
         )
         conn.execute(sql.SQL("TRUNCATE {}").format(stage))
-        copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(stage, names)
+        self._copy_history(conn, layout, stage, rows, dumped)
+        cur = conn.execute(
+            sql.SQL(
+                "INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT (_cdc_change_id, _cdc_time) DO NOTHING"
+            ).format(layout.ident(), names, names, stage)
+        )
+        return cur.rowcount
+
+    @staticmethod
+    def _copy_history(
+        conn: psycopg.Connection[Any],
+        layout: HistoryLayout,
+        target: sql.Composable,
+        rows: list[_Row],
+        dumped: HistoryColumns | None,
+    ) -> None:
+        """COPYs history rows into ``target`` (the history or its staging table)."""
+        columns = layout.columns()
+        names = sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
+        copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(target, names)
         if rows:
             with conn.cursor().copy(copy) as cp:
                 cp.set_types([c.copy_type for c in columns])
@@ -1133,12 +1185,37 @@ class TimescaleDestination(PostgresDestination):
             with conn.cursor().copy(copy) as cp:
                 for chunk in ColumnCopy(conn).stream(dumped.columns):
                     cp.write(chunk)
-        cur = conn.execute(
-            sql.SQL(
-                "INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT (_cdc_change_id, _cdc_time) DO NOTHING"
-            ).format(layout.ident(), names, names, stage)
+
+    @staticmethod
+    def _stored_ids(
+        conn: psycopg.Connection[Any], layout: HistoryLayout, rows: list[_Row], dumped: HistoryColumns | None
+    ) -> set[bytes]:
+        """The change ids (16 bytes each) among these rows that the history holds."""
+        conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS _cdc_hids (id uuid, t timestamptz) ON COMMIT DELETE ROWS"
         )
-        return cur.rowcount
+        conn.execute("TRUNCATE _cdc_hids")
+        copy = "COPY _cdc_hids (id, t) FROM STDIN (FORMAT BINARY)"
+        if rows:
+            with conn.cursor().copy(copy) as cp:
+                cp.set_types(["uuid", "timestamptz"])
+                for r in rows:
+                    cp.write_row((r.change_id, r.time))
+        if dumped is not None:
+            ids = fixed_width(b"".join(dumped.ids), 16, len(dumped))
+            with conn.cursor().copy(copy) as cp:
+                for chunk in ColumnCopy(conn).stream([ids, dumped.columns[0]]):  # _cdc_time first
+                    cp.write(chunk)
+        # With statistics the planner probes the unique index per staged id instead of
+        # scanning the history.
+        conn.execute("ANALYZE _cdc_hids")
+        found = conn.execute(
+            sql.SQL(
+                "SELECT s.id FROM _cdc_hids s WHERE EXISTS "
+                "(SELECT 1 FROM {} h WHERE h._cdc_change_id = s.id AND h._cdc_time = s.t)"
+            ).format(layout.ident())
+        )
+        return {r[0].bytes for r in found}
 
     # -- reading ------------------------------------------------------------------------------
 
