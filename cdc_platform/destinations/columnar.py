@@ -13,9 +13,9 @@ path (:func:`plan_change_batch`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -307,7 +307,8 @@ def plan_change_batch(table: Table, batch: ChangeBatch, store: StateStore) -> Wr
     """:func:`~cdc_platform.destinations.state.plan_batch` for a change batch, fresh rows column-wise.
 
     Candidates whose key is stored (or lies in a partition with a stored record) join the
-    other changes on the general path; the plan's :attr:`WritePlan.columns` holds the rest.
+    other changes on the general path, unless the stored row is exactly what they would write
+    (:meth:`StateStore.unchanged`); the plan's :attr:`WritePlan.columns` holds the rest.
     """
     from cdc_platform.destinations.state import plan_batch
 
@@ -317,12 +318,45 @@ def plan_change_batch(table: Table, batch: ChangeBatch, store: StateStore) -> Wr
         stored = store.stored_keys(table, fresh.keys.to_pylist(), fresh.pks.to_pylist())
         if stored:
             hit = pc.is_in(fresh.keys, value_set=pa.array(list(stored), pa.binary()))
-            rest = pc.or_(rest, _scatter(fresh.rows.filter(hit), data.num_rows))
+            # A rerun or another replica's copy: rows stored exactly as they would be written
+            # are contained already (stored ⊔ change = stored): neither merged nor written.
+            same = store.unchanged(table, fresh.filter(hit))
+            merge = hit
+            if same:
+                merge = pc.and_(
+                    hit, pc.invert(pc.is_in(fresh.keys, value_set=pa.array(list(same), pa.binary())))
+                )
+            rest = pc.or_(rest, _scatter(fresh.rows.filter(merge), data.num_rows))
             fresh = fresh.filter(pc.invert(hit))
     others = ChangeBatch(table, data.filter(rest)).to_changes() if pc.any(rest).as_py() else []
     plan = plan_batch(table, others, store)
     plan.columns = fresh if fresh is not None and len(fresh) else None
     return plan
+
+
+def unchanged_keys(table: Table, fresh: FreshColumns, stored: Iterable[Sequence[Any]]) -> set[bytes]:
+    """Keys of fresh rows that are stored exactly as they would be written.
+
+    ``stored`` holds stored rows as :func:`~cdc_platform.destinations.state.decode_row_state`
+    reads them (the key, one state column per regular column, the liveness, the row deletion,
+    ``_cdc_ts``; anything after is ignored). Equal state columns mean equal reconciliation
+    state, so the stored row already contains the change.
+    """
+    versions = [v.to_pylist() for v in fresh.versions]
+    liveness = fresh.liveness.to_pylist()
+    stamps = fresh.timestamps.to_pylist()
+    want = {
+        key: (*(col[i] for col in versions), liveness[i], None, stamps[i])
+        for i, key in enumerate(fresh.keys.to_pylist())
+    }
+    width = len(table.regular) + 3
+    out: set[bytes] = set()
+    for record in stored:
+        key = bytes(record[0])
+        got = tuple(bytes(v) if isinstance(v, memoryview) else v for v in record[1 : 1 + width])
+        if want.get(key) == got:
+            out.add(key)
+    return out
 
 
 def _scatter(rows: pa.Array, n: int) -> pa.Array:

@@ -421,6 +421,11 @@ class StateStore(Protocol):
         """
         ...
 
+    def unchanged(self, table: Table, fresh: FreshColumns) -> set[bytes]:
+        """Keys of these fresh rows (all stored) whose stored row is exactly what they would
+        write (:func:`~cdc_platform.destinations.columnar.unchanged_keys`)."""
+        ...
+
 
 @paused_gc()
 def plan_batch(table: Table, changes: Iterable[RowChange], store: StateStore) -> WritePlan:

@@ -95,7 +95,7 @@ from cdc_platform.destinations.clickhouse.typemap import (
     quote_identifier,
     variants,
 )
-from cdc_platform.destinations.columnar import FreshColumns, plan_change_batch
+from cdc_platform.destinations.columnar import FreshColumns, plan_change_batch, unchanged_keys
 from cdc_platform.destinations.state import (
     ClusteringOrder,
     FreshRows,
@@ -792,18 +792,24 @@ class _Store:
             self._collect(out, self._by_keys(lay.static, "_cdc_pk", self._state_columns(True), statics), True)
         return out
 
-    def stored_keys(self, table: Table, keys: Sequence[bytes], pks: Sequence[bytes]) -> set[bytes]:
-        if not keys:
-            return set()
+    def _staged(self) -> str:
+        """The temporary table of keys a batch asks about (one per destination table: writers
+        of a table are serialised). The keys travel as one columnar insert, not as literals: a
+        batch's keys would need dozens of queries under max_query_size."""
         lay = self.layout
-        # The keys travel as a temporary table (one columnar insert), not as literals: a batch's
-        # keys would need dozens of queries under max_query_size. Any stored version counts,
-        # so no FINAL is needed. One name per destination table: writers of a table are serialised.
         digest = hashlib.sha1(f"{lay.database}.{lay.main}".encode()).hexdigest()[:12]
         staged = _q(f"_cdc_fresh_{digest}")
         self.client.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {staged} (k String, p String)")
         self.client.execute(f"TRUNCATE TABLE {staged}")
+        return staged
+
+    def stored_keys(self, table: Table, keys: Sequence[bytes], pks: Sequence[bytes]) -> set[bytes]:
+        if not keys:
+            return set()
+        lay = self.layout
+        staged = self._staged()
         self.client.insert(staged, [("k", STRING), ("p", STRING)], [list(keys), list(pks)])
+        # Any stored version counts, so no FINAL is needed.
         out = {
             bytes(r[0])
             for r in self.client.query(
@@ -821,6 +827,18 @@ class _Store:
         if recorded:
             out.update(k for k, p in zip(keys, pks, strict=True) if p in recorded)
         return out
+
+    def unchanged(self, table: Table, fresh: FreshColumns) -> set[bytes]:
+        if not len(fresh):
+            return set()
+        lay = self.layout
+        staged = self._staged()
+        keys = fresh.keys.to_pylist()
+        self.client.insert(staged, [("k", STRING), ("p", STRING)], [keys, [b""] * len(keys)])
+        where = f"`_cdc_key` IN (SELECT k FROM {staged})"
+        rows = self.client.query(_latest(lay, lay.main, "_cdc_key", self._state_columns(False), where))
+        self.client.execute(f"TRUNCATE TABLE {staged}")
+        return unchanged_keys(table, fresh, rows)
 
     def load_partition_rows(self, table: Table, pks: Sequence[Key] | None) -> dict[RowId, RowState]:
         lay = self.layout

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import pyarrow as pa
 from psycopg import sql
 
 from cdc_platform.changes.arrow import ChangeBatch
@@ -49,7 +50,7 @@ from cdc_platform.destinations.base import (
     RetryPolicy,
     check_supported,
 )
-from cdc_platform.destinations.columnar import FreshColumns, plan_change_batch
+from cdc_platform.destinations.columnar import FreshColumns, plan_change_batch, unchanged_keys
 from cdc_platform.destinations.postgres.copy import ColumnCopy
 from cdc_platform.destinations.postgres.typemap import copy_type, pg_column, pg_type, pg_value
 from cdc_platform.destinations.state import (
@@ -623,22 +624,27 @@ class _Store:
     def _rid(self, raw_key: bytes) -> RowId:
         return decode_row_id(raw_key, self.n_pk, self.n_ck)
 
+    def _stored_rows(self, keys: Sequence[bytes] | pa.Array) -> Iterable[tuple[Any, ...]]:
+        """The state columns (:meth:`_state_select`) of the stored rows with these row keys."""
+        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS _cdc_want (k bytea) ON COMMIT DELETE ROWS")
+        self.conn.execute("TRUNCATE _cdc_want")
+        self._copy_columns(sql.SQL("_cdc_want (k)"), [keys])
+        self.conn.execute("ANALYZE _cdc_want")
+        query = sql.SQL("SELECT {} FROM {} t JOIN _cdc_want w ON t._cdc_key = w.k").format(
+            self._state_select(False), self.layout.ident(self.layout.main)
+        )
+        return self.conn.execute(query)
+
+    def unchanged(self, table: Table, fresh: FreshColumns) -> set[bytes]:
+        return unchanged_keys(table, fresh, self._stored_rows(fresh.keys)) if len(fresh) else set()
+
     def load_rows(self, table: Table, ids: Sequence[RowId]) -> dict[RowId, RowState]:
         lay = self.layout
         out: dict[RowId, RowState] = {}
         regular = [encode_key(pk) + encode_key(ck) for pk, ck in ids if ck is not None]
         statics = [encode_key(pk) for pk, ck in ids if ck is None]
         if regular:
-            self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS _cdc_want (k bytea) ON COMMIT DELETE ROWS")
-            self.conn.execute("TRUNCATE _cdc_want")
-            with self.conn.cursor().copy("COPY _cdc_want (k) FROM STDIN (FORMAT BINARY)") as cp:
-                cp.set_types(["bytea"])
-                for k in regular:
-                    cp.write_row((k,))
-            query = sql.SQL("SELECT {} FROM {} t JOIN _cdc_want w ON t._cdc_key = w.k").format(
-                self._state_select(False), lay.ident(lay.main)
-            )
-            for rec in self.conn.execute(query):
+            for rec in self._stored_rows(regular):
                 out[self._rid(rec[0])] = self._row_state(rec, False)
         if statics and self.table.static:
             query = sql.SQL("SELECT {} FROM {} WHERE _cdc_pk = ANY(%s)").format(
@@ -780,7 +786,7 @@ class _Store:
             )
         )
 
-    def _copy_columns(self, target: sql.Composable, columns: list[list[Any]]) -> None:
+    def _copy_columns(self, target: sql.Composable, columns: Sequence[Any]) -> None:
         """COPYs dumped columns (:meth:`ColumnCopy.dump`) into ``target`` (a table and column list)."""
         with self.conn.cursor().copy(sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(target)) as cp:
             for chunk in self.copier.stream(columns):
