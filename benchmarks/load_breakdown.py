@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import io
 import os
 import sys
@@ -160,8 +161,9 @@ def main() -> None:
             ("pg: server COPY of the stored rows (primary key only)", server_copy(url, source, True)),
             ("pg: server COPY of the raw rows (primary key)", server_copy(url, raw_table, False)),
         ]
+        history = ts_sink.TimescaleDestination(url, schema_prefix=f"{prefix}ts_")
         rows += stages(
-            ts_sink.TimescaleDestination(url, schema_prefix=f"{prefix}ts_"),
+            history,
             "history",
             prepared,
             [
@@ -172,6 +174,15 @@ def main() -> None:
                     "stored-id lookup and COPY into the history",
                 ),
             ],
+        )
+        layout, _ = history._history(table)
+        first = dt.datetime.fromtimestamp(bench_load.BASE_TS / 1e6, dt.UTC)  # the workload's month
+        month = f'"{layout.schema}"."{layout.partition_name(first.year, first.month)}"'
+        rows.append(
+            (
+                "history: server COPY of the stored rows (one monthly partition)",
+                server_copy(url, month, False),
+            )
         )
         from cdc_platform.destinations.clickhouse import ClickHouseDestination
         from cdc_platform.destinations.clickhouse import sink as ch_sink

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from cdc_platform.destinations.timescaledb.sink import HistoryLayout
 
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01, PostgreSQL's epoch, in µs since 1970-01-01
-_GREGORIAN_CUTOVER_MS = -12_219_292_800_000  # 1582-10-15: Arrow's calendar and Java's agree from here
+_GREGORIAN_CUTOVER_MS = -12_219_292_800_000  # 1582-10-15: numpy's calendar and Java's agree from here
 _MAX_TIMESTAMP_MS = 253_402_300_799_999  # 9999-12-31 23:59:59.999
 _NEEDS_ESCAPE = r'["\\\x00-\x1f]'  # characters toJson() escapes in a string
 _INTS = frozenset({"tinyint", "smallint", "int", "bigint", "varint"})
