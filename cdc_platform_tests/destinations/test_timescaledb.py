@@ -443,16 +443,22 @@ def test_values_are_rendered_as_cassandra_to_json(ts: TimescaleDestination) -> N
 # Current state
 
 
+@pytest.mark.parametrize("staged", [False, True], ids=["changes", "change_batch"])
 @HYPOTHESIS
 @given(changes=workloads(), seed=st.integers(0, 2**32), now=st.integers(NOW - 250, NOW + 250))
 def test_current_state_converges_to_the_model_next_to_the_history(
-    ts_state: TimescaleDestination, changes: list[RowChange], seed: int, now: int
+    ts_state: TimescaleDestination, staged: bool, changes: list[RowChange], seed: int, now: int
 ) -> None:
+    """Both ways in: change lists, and staged change batches (column-wise history rows and
+    fresh rows)."""
     ts_state.ensure_table(TABLE)
     ts_state.truncate(TABLE)
     copies = _provenance(changes, "n1", 1) + _provenance(changes, "n2", 2)
     for batch in _batches(copies, random.Random(seed)):
-        ts_state.apply(TABLE, batch)
+        if staged:
+            ts_state.apply_batch(TABLE, ChangeBatch.from_changes(TABLE, batch))
+        else:
+            ts_state.apply(TABLE, batch)
     model = TableModel(TABLE)
     model.apply_all(changes)
     assert canonical(TABLE, ts_state.read_state(TABLE, now)) == canonical(TABLE, model.visible(now))
