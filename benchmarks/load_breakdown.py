@@ -70,6 +70,11 @@ def stages(
         for batch in prepared:
             dest.apply_batch(bench_load.TABLE, batch)
         total = time.perf_counter() - started
+    # The load stage's check after a load: nothing of the batch left to write.
+    started = time.perf_counter()
+    left = sum(dest.pending_batch(bench_load.TABLE, batch) for batch in prepared)
+    checked = time.perf_counter() - started
+    assert left == 0, f"{name}: {left} writes pending after the load"
     # The same batches again: what a rerun, a replay or another replica's copy costs.
     started = time.perf_counter()
     for batch in prepared:
@@ -79,6 +84,7 @@ def stages(
     return [
         (f"{name}: apply_batch, total", total),
         *TIMES.items(),
+        (f"{name}: pending_batch after the load (the load stage's containment check)", checked),
         (f"{name}: apply_batch of the same batches again (rerun, replica copy), total", again),
     ]
 

@@ -336,7 +336,7 @@ def load_stage(
         destination.ensure_table(table)
         result = destination.apply_batch(table, staged, batch=ref.label)
         changes = staged.to_changes()
-        pending = destination.pending(table, changes) if changes else 0
+        pending = destination.pending_batch(table, staged) if changes else 0
         unique = len({change_id(table, c) for c in changes})
         out.append(TableLoad(name, result, unique, pending, len(batch_keys(table, changes))))
     return out

@@ -123,6 +123,12 @@ class Destination(abc.ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} cannot check containment")
 
+    def pending_batch(self, table: Table, changes: ChangeBatch) -> int:
+        """:meth:`pending` for a staged change batch; destinations that plan change batches
+        column-wise override this (rows stored exactly as the batch would write them are
+        found contained without a merge)."""
+        return self.pending(table, changes.to_changes())
+
     def fingerprint(self, table: Table, now: int, keys: Sequence[Key] | None = None) -> Fingerprint:
         from cdc_platform.destinations.state import fingerprint
 

@@ -212,7 +212,12 @@ def _stored_then_batch(
         n = rng.randint(1, 10)
         apply(stored[i : i + n])
         i += n
+    staged = ChangeBatch.from_changes(table, batch)
+    # What applying the batch would write, asked both ways (the load stage asks with the batch).
+    before = dest.pending(table, batch)
+    assert dest.pending_batch(table, staged) == before
     apply(batch)  # one batch: fresh rows and fallbacks together
+    assert dest.pending(table, batch) == dest.pending_batch(table, staged) == 0  # contained now
     assert apply(batch) == 0  # its replay writes nothing
 
 

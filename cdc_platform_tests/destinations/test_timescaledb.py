@@ -831,3 +831,19 @@ def test_stored_rows_the_lookup_misses_fall_back_to_on_conflict(
     assert again.rows_written == 0
     assert "INSERT … ON CONFLICT DO NOTHING" in caplog.text
     assert ts.history_count(TABLE) == 5
+
+
+def test_pending_batch_counts_what_the_history_and_state_lack(ts_state: TimescaleDestination) -> None:
+    changes = [
+        c
+        for i in range(4)
+        for c in changes_of_update(
+            UpdateBuilder(TABLE, {"k": i}, now=NOW).insert({"c1": 1, "c2": "a"}, {"v": "x"}, 10).build()
+        )
+    ]
+    staged = ChangeBatch.from_changes(TABLE, changes)
+    ts_state.ensure_table(TABLE)
+    # 4 history rows and 4 current-state rows to write
+    assert ts_state.pending_batch(TABLE, staged) == ts_state.pending(TABLE, changes) == 8
+    ts_state.apply_batch(TABLE, staged)
+    assert ts_state.pending_batch(TABLE, staged) == ts_state.pending(TABLE, changes) == 0

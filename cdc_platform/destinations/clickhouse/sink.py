@@ -551,10 +551,17 @@ class ClickHouseDestination(Destination):
         )
 
     def pending(self, table: Table, changes: Sequence[RowChange]) -> int:
+        return self._pending(table, lambda store: plan_batch(table, changes, store))
+
+    def pending_batch(self, table: Table, changes: ChangeBatch) -> int:
+        return self._pending(table, lambda store: plan_change_batch(table, changes, store))
+
+    def _pending(self, table: Table, plan_of: Callable[[_Store], WritePlan]) -> int:
+        """Rows and partition records a plan would still write (it reads only)."""
         layout = self._layout(table)
 
         def plan(client: ClickHouseClient) -> int:
-            p = plan_batch(table, changes, _Store(client, layout, self.name))
+            p = plan_of(_Store(client, layout, self.name))
             return p.row_count + len(p.partitions)
 
         count, _ = self._run("check", table, None, plan)

@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-import pyarrow as pa
 from psycopg import sql
 
 from cdc_platform.changes.arrow import ChangeBatch
@@ -50,7 +49,7 @@ from cdc_platform.destinations.base import (
     RetryPolicy,
     check_supported,
 )
-from cdc_platform.destinations.columnar import FreshColumns, plan_change_batch, unchanged_keys
+from cdc_platform.destinations.columnar import FreshColumns, plan_change_batch
 from cdc_platform.destinations.postgres.copy import ColumnCopy
 from cdc_platform.destinations.postgres.typemap import copy_type, pg_column, pg_type, pg_value
 from cdc_platform.destinations.state import (
@@ -446,10 +445,17 @@ class PostgresDestination(Destination):
         )
 
     def pending(self, table: Table, changes: Sequence[RowChange]) -> int:
+        return self._pending(table, lambda store: plan_batch(table, changes, store))
+
+    def pending_batch(self, table: Table, changes: ChangeBatch) -> int:
+        return self._pending(table, lambda store: plan_change_batch(table, changes, store))
+
+    def _pending(self, table: Table, plan_of: Callable[[_Store], WritePlan]) -> int:
+        """Rows and partition records a plan would still write (it reads only)."""
         layout = self._layout(table)
 
         def plan(conn: psycopg.Connection[Any]) -> int:
-            p = plan_batch(table, changes, _Store(conn, layout, self.name))
+            p = plan_of(_Store(conn, layout, self.name))
             return p.row_count + len(p.partitions)
 
         count, _ = self._run("check", table, None, plan)
@@ -624,19 +630,44 @@ class _Store:
     def _rid(self, raw_key: bytes) -> RowId:
         return decode_row_id(raw_key, self.n_pk, self.n_ck)
 
-    def _stored_rows(self, keys: Sequence[bytes] | pa.Array) -> Iterable[tuple[Any, ...]]:
-        """The state columns (:meth:`_state_select`) of the stored rows with these row keys."""
-        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS _cdc_want (k bytea) ON COMMIT DELETE ROWS")
-        self.conn.execute("TRUNCATE _cdc_want")
-        self._copy_columns(sql.SQL("_cdc_want (k)"), [keys])
-        self.conn.execute("ANALYZE _cdc_want")
-        query = sql.SQL("SELECT {} FROM {} t JOIN _cdc_want w ON t._cdc_key = w.k").format(
-            self._state_select(False), self.layout.ident(self.layout.main)
-        )
-        return self.conn.execute(query)
-
     def unchanged(self, table: Table, fresh: FreshColumns) -> set[bytes]:
-        return unchanged_keys(table, fresh, self._stored_rows(fresh.keys)) if len(fresh) else set()
+        """Compared in the database (the rows would be written exactly as stored: see
+        :func:`~cdc_platform.destinations.columnar.unchanged_keys`): the batch's state columns
+        are staged and only the keys of rows that differ come back, few for a rerun."""
+        if not len(fresh):
+            return set()
+        lay = self.layout
+        states = [sql.Identifier(lay.state_column(c)) for c in self.table.regular]
+        stage = sql.Identifier(f"_cdc_same_{len(states)}")
+        self.conn.execute(
+            sql.SQL(
+                "CREATE TEMP TABLE IF NOT EXISTS {} (k bytea, {}live bytea, ts bigint) ON COMMIT DROP"
+            ).format(
+                stage,
+                sql.SQL("").join(sql.SQL("v{} bytea, ").format(sql.SQL(str(j))) for j in range(len(states))),
+            )
+        )
+        self.conn.execute(sql.SQL("TRUNCATE {}").format(stage))
+        self._copy_columns(
+            stage,
+            [fresh.keys, *fresh.versions, fresh.liveness, self.copier.dump_arrow(_BIGINT, fresh.timestamps)],
+        )
+        self.conn.execute(sql.SQL("ANALYZE {}").format(stage))
+        same = [
+            sql.SQL("t._cdc_deletion IS NULL"),
+            sql.SQL("t._cdc_liveness IS NOT DISTINCT FROM s.live"),
+            sql.SQL("t._cdc_ts IS NOT DISTINCT FROM s.ts"),
+            *(
+                sql.SQL("t.{} IS NOT DISTINCT FROM s.v{}").format(c, sql.SQL(str(j)))
+                for j, c in enumerate(states)
+            ),
+        ]
+        differ = self.conn.execute(
+            sql.SQL(
+                "SELECT s.k FROM {} s LEFT JOIN {} t ON t._cdc_key = s.k WHERE t._cdc_key IS NULL OR NOT ({})"
+            ).format(stage, lay.ident(lay.main), sql.SQL(" AND ").join(same))
+        )
+        return set(fresh.keys.to_pylist()) - {bytes(r[0]) for r in differ}
 
     def load_rows(self, table: Table, ids: Sequence[RowId]) -> dict[RowId, RowState]:
         lay = self.layout
@@ -644,7 +675,16 @@ class _Store:
         regular = [encode_key(pk) + encode_key(ck) for pk, ck in ids if ck is not None]
         statics = [encode_key(pk) for pk, ck in ids if ck is None]
         if regular:
-            for rec in self._stored_rows(regular):
+            self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS _cdc_want (k bytea) ON COMMIT DELETE ROWS")
+            self.conn.execute("TRUNCATE _cdc_want")
+            with self.conn.cursor().copy("COPY _cdc_want (k) FROM STDIN (FORMAT BINARY)") as cp:
+                cp.set_types(["bytea"])
+                for k in regular:
+                    cp.write_row((k,))
+            query = sql.SQL("SELECT {} FROM {} t JOIN _cdc_want w ON t._cdc_key = w.k").format(
+                self._state_select(False), lay.ident(lay.main)
+            )
+            for rec in self.conn.execute(query):
                 out[self._rid(rec[0])] = self._row_state(rec, False)
         if statics and self.table.static:
             query = sql.SQL("SELECT {} FROM {} WHERE _cdc_pk = ANY(%s)").format(

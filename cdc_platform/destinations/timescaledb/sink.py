@@ -1232,6 +1232,21 @@ class TimescaleDestination(PostgresDestination):
 
     def pending(self, table: Table, changes: Sequence[RowChange]) -> int:
         """Changes of the batch missing from the history, plus current-state writes if kept."""
+        missing = self._missing_history(table, changes)
+        if self.with_current_state:
+            self._state(table)
+            missing += super().pending(table, changes)
+        return missing
+
+    def pending_batch(self, table: Table, changes: ChangeBatch) -> int:
+        missing = self._missing_history(table, changes.to_changes()) if len(changes) else 0
+        if self.with_current_state:
+            self._state(table)
+            missing += super().pending_batch(table, changes)
+        return missing
+
+    def _missing_history(self, table: Table, changes: Sequence[RowChange]) -> int:
+        """How many distinct changes of these the history lacks (0 without a history)."""
         missing = 0
         if self.with_history and changes:
             layout, _ = self._history(table)
@@ -1247,9 +1262,6 @@ class TimescaleDestination(PostgresDestination):
                 return len(ids) - int(row[0] if row else 0)
 
             missing, _ = self._run("check", table, None, count)
-        if self.with_current_state:
-            self._state(table)
-            missing += super().pending(table, changes)
         return int(missing)
 
     def history(
