@@ -994,10 +994,7 @@ class TimescaleDestination(PostgresDestination):
         columns: HistoryColumns | None = None
         others: Sequence[RowChange] = ()
         if self.with_history:
-            history, _ = self._history(table)
-            columns, rest = history_columns(history, changes.data, batch, ColumnCopy(self._connection()))
-            if pc.any(rest).as_py():
-                others = ChangeBatch(table, changes.data.filter(rest)).to_changes()
+            columns, others = self._split_batch(table, changes, batch)
         return self._apply_history(
             table,
             len(changes),
@@ -1006,6 +1003,33 @@ class TimescaleDestination(PostgresDestination):
             columns,
             lambda store: plan_change_batch(table, changes, store),
         )
+
+    def _split_batch(
+        self, table: Table, changes: ChangeBatch, batch: str
+    ) -> tuple[HistoryColumns | None, Sequence[RowChange]]:
+        """A batch's history rows built column-wise, and the changes left for :func:`history_row`."""
+        history, _ = self._history(table)
+        columns, rest = history_columns(history, changes.data, batch, ColumnCopy(self._connection()))
+        others = ChangeBatch(table, changes.data.filter(rest)).to_changes() if pc.any(rest).as_py() else []
+        return columns, others
+
+    def _rows_of(self, table: Table, changes: Sequence[RowChange], batch: str) -> dict[uuid.UUID, _Row]:
+        """History rows of the changes, one per change id (the first copy's provenance kept)."""
+        history, _ = self._history(table)
+        rows: dict[uuid.UUID, _Row] = {}
+        for change in changes:
+            try:
+                row = history_row(history, change, batch)
+            except ValueError as exc:
+                raise DestinationError(
+                    f"change from segment {change.segment_id} position {change.position} "
+                    f"cannot be stored: {exc}",
+                    destination=self.name,
+                    table=table.qualified_name,
+                    batch=batch or None,
+                ) from exc
+            rows.setdefault(row.change_id, row)
+        return rows
 
     def _apply_history(
         self,
@@ -1025,18 +1049,7 @@ class TimescaleDestination(PostgresDestination):
         history: HistoryLayout | None = None
         if self.with_history:
             history, partitioned = self._history(table)
-            for change in changes:
-                try:
-                    row = history_row(history, change, batch)
-                except ValueError as exc:
-                    raise DestinationError(
-                        f"change from segment {change.segment_id} position {change.position} "
-                        f"cannot be stored: {exc}",
-                        destination=self.name,
-                        table=table.qualified_name,
-                        batch=batch or None,
-                    ) from exc
-                rows.setdefault(row.change_id, row)  # the first copy's provenance is kept
+            rows = self._rows_of(table, changes, batch)
             months = {month_of(r.time) for r in rows.values()}
             if columns is not None and len(columns):
                 stamps = np.unique(columns.micros.astype("datetime64[us]").astype("datetime64[M]"))
@@ -1239,7 +1252,20 @@ class TimescaleDestination(PostgresDestination):
         return missing
 
     def pending_batch(self, table: Table, changes: ChangeBatch) -> int:
-        missing = self._missing_history(table, changes.to_changes()) if len(changes) else 0
+        missing = 0
+        if self.with_history and len(changes):
+            # The batch's history rows as a load builds them; their ids looked up as a load does.
+            layout, _ = self._history(table)
+            columns, others = self._split_batch(table, changes, "")
+            rows = self._rows_of(table, others, "")
+            ids = {cid.bytes for cid in rows} | set(columns.ids if columns is not None else ())
+            stored, _ = self._run(
+                "check",
+                table,
+                None,
+                lambda conn: self._stored_ids(conn, layout, list(rows.values()), columns),
+            )
+            missing = len(ids - stored)
         if self.with_current_state:
             self._state(table)
             missing += super().pending_batch(table, changes)
