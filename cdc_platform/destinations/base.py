@@ -16,6 +16,7 @@ from cdc_platform.schema.model import Table
 
 if TYPE_CHECKING:
     from cdc_platform.changes.arrow import ChangeBatch
+    from cdc_platform.destinations.state import WritePlan
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,44 @@ class Destination(abc.ABC):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+class MergingDestination(Destination):
+    """A current-state destination that applies the shared merge (:mod:`.state`): change lists
+    are planned with ``plan_batch``, staged batches with ``plan_change_batch`` (fresh rows
+    column-wise); the destination writes plans (:meth:`_apply`) and counts what a plan would
+    still write (:meth:`_pending`)."""
+
+    def apply(self, table: Table, changes: Sequence[RowChange], *, batch: str = "") -> ApplyResult:
+        from cdc_platform.destinations.state import plan_batch
+
+        return self._apply(table, len(changes), batch, lambda store: plan_batch(table, changes, store))
+
+    def apply_batch(self, table: Table, changes: ChangeBatch, *, batch: str = "") -> ApplyResult:
+        from cdc_platform.destinations.columnar import plan_change_batch
+
+        return self._apply(table, len(changes), batch, lambda store: plan_change_batch(table, changes, store))
+
+    def pending(self, table: Table, changes: Sequence[RowChange]) -> int:
+        from cdc_platform.destinations.state import plan_batch
+
+        return self._pending(table, lambda store: plan_batch(table, changes, store))
+
+    def pending_batch(self, table: Table, changes: ChangeBatch) -> int:
+        from cdc_platform.destinations.columnar import plan_change_batch
+
+        return self._pending(table, lambda store: plan_change_batch(table, changes, store))
+
+    @abc.abstractmethod
+    def _apply(
+        self, table: Table, count: int, batch: str, plan_of: Callable[[Any], WritePlan]
+    ) -> ApplyResult:
+        """Plans a batch of ``count`` changes against the stored state (``plan_of(store)``) and
+        writes the plan."""
+
+    @abc.abstractmethod
+    def _pending(self, table: Table, plan_of: Callable[[Any], WritePlan]) -> int:
+        """Rows and partition records the plan would still write (reads only)."""
 
 
 def check_supported(destination: str, table: Table) -> None:

@@ -61,14 +61,13 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from cdc_platform.changes.arrow import ChangeBatch, column_values
+from cdc_platform.changes.arrow import column_values
 from cdc_platform.changes.merge import Key, RowState, VisiblePartition
-from cdc_platform.changes.records import RowChange
 from cdc_platform.destinations import naming
 from cdc_platform.destinations.base import (
     ApplyResult,
-    Destination,
     DestinationError,
+    MergingDestination,
     RetryPolicy,
     check_supported,
 )
@@ -95,7 +94,7 @@ from cdc_platform.destinations.clickhouse.typemap import (
     quote_identifier,
     variants,
 )
-from cdc_platform.destinations.columnar import FreshColumns, plan_change_batch, unchanged_keys
+from cdc_platform.destinations.columnar import FreshColumns, unchanged_keys
 from cdc_platform.destinations.state import (
     ClusteringOrder,
     FreshRows,
@@ -115,7 +114,6 @@ from cdc_platform.destinations.state import (
     encode_ranges,
     encode_version,
     materialise,
-    plan_batch,
     prefix_end,
     row_key,
     shadow_of,
@@ -317,7 +315,7 @@ class _Locks:
 _LOCKS = _Locks()
 
 
-class ClickHouseDestination(Destination):
+class ClickHouseDestination(MergingDestination):
     """Current-state replica in ClickHouse: a server or embedded chdb, behind one interface.
 
     Args:
@@ -523,12 +521,6 @@ class ClickHouseDestination(Destination):
     def _lock(self, layout: Layout) -> threading.Lock:
         return _LOCKS.get(f"{self.spec.redacted}|{layout.database}|{layout.main}")
 
-    def apply(self, table: Table, changes: Sequence[RowChange], *, batch: str = "") -> ApplyResult:
-        return self._apply(table, len(changes), batch, lambda store: plan_batch(table, changes, store))
-
-    def apply_batch(self, table: Table, changes: ChangeBatch, *, batch: str = "") -> ApplyResult:
-        return self._apply(table, len(changes), batch, lambda store: plan_change_batch(table, changes, store))
-
     def _apply(
         self, table: Table, count: int, batch: str, plan_of: Callable[[_Store], WritePlan]
     ) -> ApplyResult:
@@ -549,12 +541,6 @@ class ClickHouseDestination(Destination):
         return ApplyResult(
             self.name, table.qualified_name, count, rows, parts, time.perf_counter() - started, retries
         )
-
-    def pending(self, table: Table, changes: Sequence[RowChange]) -> int:
-        return self._pending(table, lambda store: plan_batch(table, changes, store))
-
-    def pending_batch(self, table: Table, changes: ChangeBatch) -> int:
-        return self._pending(table, lambda store: plan_change_batch(table, changes, store))
 
     def _pending(self, table: Table, plan_of: Callable[[_Store], WritePlan]) -> int:
         """Rows and partition records a plan would still write (it reads only)."""

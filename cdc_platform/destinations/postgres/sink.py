@@ -38,18 +38,16 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from cdc_platform.changes.arrow import ChangeBatch
 from cdc_platform.changes.merge import Key, RowState, VisiblePartition
-from cdc_platform.changes.records import RowChange
 from cdc_platform.destinations import naming
 from cdc_platform.destinations.base import (
     ApplyResult,
-    Destination,
     DestinationError,
+    MergingDestination,
     RetryPolicy,
     check_supported,
 )
-from cdc_platform.destinations.columnar import FreshColumns, plan_change_batch
+from cdc_platform.destinations.columnar import FreshColumns
 from cdc_platform.destinations.postgres.copy import ColumnCopy
 from cdc_platform.destinations.postgres.typemap import copy_type, pg_column, pg_type, pg_value
 from cdc_platform.destinations.state import (
@@ -69,7 +67,6 @@ from cdc_platform.destinations.state import (
     encode_liveness,
     encode_ranges,
     encode_version,
-    plan_batch,
     prefix_end,
     row_key,
     visible_state,
@@ -165,7 +162,7 @@ class Layout:
         return sql.Identifier(self.schema, name)
 
 
-class PostgresDestination(Destination):
+class PostgresDestination(MergingDestination):
     """Current-state replica in PostgreSQL.
 
     Args:
@@ -422,12 +419,6 @@ class PostgresDestination(Destination):
 
     # -- applying ----------------------------------------------------------------------------
 
-    def apply(self, table: Table, changes: Sequence[RowChange], *, batch: str = "") -> ApplyResult:
-        return self._apply(table, len(changes), batch, lambda store: plan_batch(table, changes, store))
-
-    def apply_batch(self, table: Table, changes: ChangeBatch, *, batch: str = "") -> ApplyResult:
-        return self._apply(table, len(changes), batch, lambda store: plan_change_batch(table, changes, store))
-
     def _apply(
         self, table: Table, count: int, batch: str, plan_of: Callable[[_Store], WritePlan]
     ) -> ApplyResult:
@@ -443,12 +434,6 @@ class PostgresDestination(Destination):
         return ApplyResult(
             self.name, table.qualified_name, count, rows, parts, time.perf_counter() - started, retries
         )
-
-    def pending(self, table: Table, changes: Sequence[RowChange]) -> int:
-        return self._pending(table, lambda store: plan_batch(table, changes, store))
-
-    def pending_batch(self, table: Table, changes: ChangeBatch) -> int:
-        return self._pending(table, lambda store: plan_change_batch(table, changes, store))
 
     def _pending(self, table: Table, plan_of: Callable[[_Store], WritePlan]) -> int:
         """Rows and partition records a plan would still write (it reads only)."""
