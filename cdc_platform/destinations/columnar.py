@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -110,11 +110,28 @@ def sized(parts: pa.Array) -> pa.Array:
     return join([length_prefixes(parts), parts.fill_null(b"") if parts.null_count else parts])
 
 
-def join(parts: Sequence[pa.Array]) -> pa.Array:
-    """Row-wise concatenation of binary arrays (null where any part is null)."""
-    if len(parts) == 1:
-        return parts[0]
-    return pc.binary_join_element_wise(*parts, b"", null_handling="emit_null")
+Part: TypeAlias = "bytes | pa.Array"
+
+
+def join(parts: Sequence[Part]) -> pa.Array:
+    """Row-wise concatenation of binary arrays and constants (null where any array is null).
+
+    Adjacent constants are merged and passed as scalars: Arrow copies each part of each row,
+    so fewer, larger parts are cheaper. At least one part must be an array.
+    """
+    merged: list[Part] = []
+    for p in parts:
+        if isinstance(p, bytes) and merged and isinstance(merged[-1], bytes):
+            merged[-1] += p
+        else:
+            merged.append(p)
+    if len(merged) == 1 and not isinstance(merged[0], bytes):
+        return merged[0]
+    return pc.binary_join_element_wise(
+        *[pa.scalar(p, pa.binary()) if isinstance(p, bytes) else p for p in merged],
+        b"",
+        null_handling="emit_null",
+    )
 
 
 def versions(timestamps: pa.Array, values: pa.Array) -> pa.Array:
@@ -274,8 +291,7 @@ def fresh_columns(table: Table, data: pa.Table) -> tuple[FreshColumns | None, pa
     short = pa.array(np.ones(count, dtype=bool))
     for ts in stamps:
         short = pc.and_(short, pc.fill_null(pc.equal(ts, common), True))
-    full = pc.invert(short)
-    any_full = pc.any(full).as_py() or False
+    any_full = not pc.all(short).as_py()
     by_column = dict(zip((c.name for c in simple), zip(values, stamps, strict=True), strict=True))
     value_cols: list[pa.Array] = []
     version_cols: list[pa.Array] = []

@@ -520,7 +520,7 @@ class FreshRows:
         pks: encoded partition keys (:func:`encode_key`).
         key_values: per key column (partition key, then clustering), the typed values.
         values: per regular column, the typed values.
-        versions: per regular column, the encoded versions.
+        versions: per regular column, the stored cell states (value bytes in short form).
         liveness: encoded primary-key liveness (:func:`encode_liveness`; empty in short form),
             ``None`` for none.
         timestamps: the row's one write timestamp (short form), or ``None`` (full encodings).
@@ -786,15 +786,15 @@ def split_fresh(table: Table, changes: Iterable[RowChange]) -> tuple[FreshRows, 
         pks.append(pk)
         for i in key_range:
             key_values[i].append(row_keys[i])
+        for j in regular_range:
+            values[j].append(row_values[j])
         if short:
             for j in regular_range:
-                values[j].append(row_values[j])
                 versions[j].append(row_versions[j])
             timestamps.append(common)
             liveness.append(None if lts is None else b"")
         else:
             for j in regular_range:
-                values[j].append(row_values[j])
                 raw = row_versions[j]
                 versions[j].append(
                     None if raw is None else head((row_stamps[j] + offset) & mask, 0, no_time) + raw

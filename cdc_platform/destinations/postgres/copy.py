@@ -91,7 +91,7 @@ class ColumnCopy:
         yield TRAILER
 
 
-_PG_EPOCH_DAYS = 10_957  # 2000-01-01, PostgreSQL's epoch, in days since 1970-01-01
+PG_EPOCH_DAYS = 10_957  # 2000-01-01, PostgreSQL's epoch, in days since 1970-01-01
 # Binary COPY forms of fixed-width values: the big-endian numpy dtype per CQL type.
 _FIXED_DUMPS = {
     "tinyint": ">i2",
@@ -134,12 +134,12 @@ def arrow_binary(cql_type: CqlType, values: pa.Array) -> pa.Array | None:
         return values
     if name == "timestamp":  # microseconds since 2000-01-01
         ms = numbers(values).astype(np.int64)
-        out = fixed_width(((ms - _PG_EPOCH_DAYS * 86_400_000) * 1000).astype(">i8").tobytes(), 8, n)
+        out = fixed_width(((ms - PG_EPOCH_DAYS * 86_400_000) * 1000).astype(">i8").tobytes(), 8, n)
         valid = pa.array((ms >= MIN_MS) & (ms <= MAX_MS))
         return null_unless(out, pc.and_(valid, values.is_valid()))
     if name == "date":  # days since 2000-01-01
         days = numbers(values).astype(np.int64)
-        out = fixed_width((days - _PG_EPOCH_DAYS).astype(">i4").tobytes(), 4, n)
+        out = fixed_width((days - PG_EPOCH_DAYS).astype(">i4").tobytes(), 4, n)
         valid = pa.array((days >= MIN_DAY) & (days <= MAX_DAY))
         return null_unless(out, pc.and_(valid, values.is_valid()))
     return None

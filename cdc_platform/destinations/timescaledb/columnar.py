@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -26,7 +26,17 @@ import pyarrow.compute as pc
 
 from cdc_platform.changes.arrow import column_values, field_name
 from cdc_platform.changes.records import ChangeKind
-from cdc_platform.destinations.columnar import column_of, fixed_width, join, null_unless, serialized, sized
+from cdc_platform.destinations.columnar import (
+    Part,
+    column_of,
+    fixed_width,
+    join,
+    null_unless,
+    serialized,
+    sized,
+)
+from cdc_platform.destinations.postgres.copy import PG_EPOCH_DAYS
+from cdc_platform.destinations.state import encode_key
 from cdc_platform.schema.render import quote_json_string
 from cdc_platform.schema.types import CqlType, NativeType
 
@@ -34,7 +44,7 @@ if TYPE_CHECKING:
     from cdc_platform.destinations.postgres.copy import ColumnCopy
     from cdc_platform.destinations.timescaledb.sink import HistoryLayout
 
-_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01, PostgreSQL's epoch, in µs since 1970-01-01
+_PG_EPOCH_US = PG_EPOCH_DAYS * 86_400_000_000  # PostgreSQL's epoch in µs since 1970-01-01
 _GREGORIAN_CUTOVER_MS = -12_219_292_800_000  # 1582-10-15: numpy's calendar and Java's agree from here
 _MAX_TIMESTAMP_MS = 253_402_300_799_999  # 9999-12-31 23:59:59.999
 _NEEDS_ESCAPE = r'["\\\x00-\x1f]'  # characters toJson() escapes in a string
@@ -57,6 +67,11 @@ class HistoryColumns:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def months(self) -> set[tuple[int, int]]:
+        """The (year, month) of every row's ``_cdc_time`` (UTC): the partitions the rows need."""
+        since_1970 = np.unique(self.micros.astype("datetime64[us]").astype("datetime64[M]").astype(np.int64))
+        return {(1970 + int(m) // 12, int(m) % 12 + 1) for m in since_1970}
 
     def take(self, rows: Sequence[int] | np.ndarray) -> HistoryColumns:
         """These rows only, in this order."""
@@ -100,7 +115,7 @@ def _json_values(cql_type: CqlType, values: pa.Array) -> tuple[pa.Array, pa.Arra
         return pc.if_else(values, pa.scalar(b"true"), pa.scalar(b"false")), everywhere
     if name in ("ascii", "text"):
         plain = pc.invert(pc.fill_null(pc.match_substring_regex(values, _NEEDS_ESCAPE), False))
-        quoted = _concat(b'"', _binary(values), b'"')
+        quoted = join([b'"', _binary(values), b'"'])
         if pc.all(plain).as_py() is not False:
             return quoted, everywhere
         texts = quoted.to_pylist()
@@ -119,7 +134,7 @@ def _json_values(cql_type: CqlType, values: pa.Array) -> tuple[pa.Array, pa.Arra
             text = np.datetime_as_string(ms.astype("datetime64[ms]"), unit="ms").astype("S23")
             chars = text.view(np.uint8).reshape(n, 23)
             chars[:, 10] = ord(" ")
-            quoted = _concat(b'"', fixed_width(chars.tobytes(), 23, n), b'Z"')
+            quoted = join([b'"', fixed_width(chars.tobytes(), 23, n), b'Z"'])
             return (null_unless(quoted, values.is_valid()) if values.null_count else quoted), everywhere
     rendered: list[bytes | None] = []
     fine: list[bool] = []
@@ -189,7 +204,7 @@ def history_columns(
         ttl_text, ldt_text = _decimal(ttl), _decimal(ldt)
         hashed += _only(
             present,
-            _sized(c.name.encode()) + _NULL,  # the column, no path
+            encode_key((c.name.encode(),)) + _NULL,  # the column, no path
             sized(serialized(c.type, value)),
             sized(_decimal(ts)),
             _maybe(ttl_text, sized, _NULL),
@@ -231,8 +246,8 @@ def history_columns(
             "_cdc_deletion_time",
         )
     ]
-    head = b"".join(_sized(v) for v in (table.keyspace.encode(), table.name.encode(), b"row"))
-    content = _concat(head, pk, ck, *[_maybe(_decimal(v), sized, _NULL) for v in ints], _NULL * 2, *hashed)
+    head = encode_key((table.keyspace.encode(), table.name.encode(), b"row"))
+    content = join([head, pk, ck, *[_maybe(_decimal(v), sized, _NULL) for v in ints], _NULL * 2, *hashed])
     ids = _ids(content)
 
     # Rows kept: usable ones, the first copy of each change (history_row's rows.setdefault).
@@ -246,7 +261,7 @@ def history_columns(
     rest[np.flatnonzero(ok.to_numpy(zero_copy_only=False))[~fine]] = True
 
     micros = np.clip(when.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64), _MIN_US, _MAX_US)
-    document = _concat(b"\x01{", *entries, b"}") if entries else _const(m, b"\x01{}")  # jsonb, format 1
+    document = join([b"\x01{", *entries, b"}"]) if entries else _const(m, b"\x01{}")  # jsonb, format 1
     bigint, integer = native("bigint"), native("int")
     columns: list[Any] = [
         fixed_width((micros - _PG_EPOCH_US).astype(">i8").tobytes(), 8, m),  # _cdc_time
@@ -276,28 +291,6 @@ def history_columns(
 _NULL = b"\xff\xff\xff\xff"  # a null field of the hashed content
 
 
-def _sized(raw: bytes) -> bytes:
-    return len(raw).to_bytes(4, "big") + raw
-
-
-Part: TypeAlias = "bytes | pa.Array"
-
-
-def _concat(*parts: Part) -> pa.Array:
-    """Row-wise concatenation of binary arrays and constants (adjacent constants merged)."""
-    merged: list[Part] = []
-    for p in parts:
-        if isinstance(p, bytes) and merged and isinstance(merged[-1], bytes):
-            merged[-1] += p
-        else:
-            merged.append(p)
-    if len(merged) == 1 and not isinstance(merged[0], bytes):
-        return merged[0]
-    return pc.binary_join_element_wise(
-        *[pa.scalar(p, pa.binary()) if isinstance(p, bytes) else p for p in merged], b""
-    )
-
-
 def _either(mask: pa.Array, yes: bytes, no: bytes) -> Part:
     """``yes`` where ``mask`` is true, else ``no`` (a constant when the mask is)."""
     if not pc.any(mask).as_py():
@@ -321,7 +314,7 @@ def _only(present: pa.Array, *parts: Part) -> list[Part]:
     else their concatenation, emptied where absent."""
     if pc.all(present).as_py():
         return list(parts)
-    return [pc.if_else(present, _concat(*parts), pa.scalar(b"", pa.binary()))]
+    return [pc.if_else(present, join(parts), pa.scalar(b"", pa.binary()))]
 
 
 def _ids(content: pa.Array) -> list[bytes]:

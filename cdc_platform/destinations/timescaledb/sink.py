@@ -86,7 +86,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import numpy as np
 import psycopg
 import pyarrow.compute as pc
 from psycopg import sql
@@ -1051,9 +1050,8 @@ class TimescaleDestination(PostgresDestination):
             history, partitioned = self._history(table)
             rows = self._rows_of(table, changes, batch)
             months = {month_of(r.time) for r in rows.values()}
-            if columns is not None and len(columns):
-                stamps = np.unique(columns.micros.astype("datetime64[us]").astype("datetime64[M]"))
-                months |= {(int(str(m)[:4]), int(str(m)[5:7])) for m in stamps}
+            if columns is not None:
+                months |= columns.months()
             if partitioned and months:
                 layout = history
                 created, retried = self._run(
