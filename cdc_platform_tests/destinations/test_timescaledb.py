@@ -27,7 +27,7 @@ from psycopg.conninfo import make_conninfo
 from cdc_platform.changes.arrow import ChangeBatch
 from cdc_platform.changes.identity import change_id
 from cdc_platform.changes.merge import TableModel, canonical, partition_bytes
-from cdc_platform.changes.records import RowChange, changes_of_update
+from cdc_platform.changes.records import ChangeKind, RowChange, changes_of_update
 from cdc_platform.commitlog.build import UpdateBuilder, timeuuid_for
 from cdc_platform.destinations.base import DestinationError
 from cdc_platform.destinations.postgres.copy import ColumnCopy
@@ -847,3 +847,11 @@ def test_pending_batch_counts_what_the_history_and_state_lack(ts_state: Timescal
     assert ts_state.pending_batch(TABLE, staged) == ts_state.pending(TABLE, changes) == 8
     ts_state.apply_batch(TABLE, staged)
     assert ts_state.pending_batch(TABLE, staged) == ts_state.pending(TABLE, changes) == 0
+
+
+def test_pending_batch_counts_a_change_no_load_can_store_as_pending(ts: TimescaleDestination) -> None:
+    """A row change without any timestamp has no write time (no decoded change is like that):
+    both containment checks count it as missing instead of failing."""
+    odd = RowChange(ChangeKind.ROW, "ks", "plain", {"id": 1}, {}, ())
+    ts.ensure_table(PLAIN)
+    assert ts.pending(PLAIN, [odd]) == ts.pending_batch(PLAIN, ChangeBatch.from_changes(PLAIN, [odd])) == 1

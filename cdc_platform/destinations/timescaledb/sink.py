@@ -1012,14 +1012,26 @@ class TimescaleDestination(PostgresDestination):
         others = ChangeBatch(table, changes.data.filter(rest)).to_changes() if pc.any(rest).as_py() else []
         return columns, others
 
-    def _rows_of(self, table: Table, changes: Sequence[RowChange], batch: str) -> dict[uuid.UUID, _Row]:
-        """History rows of the changes, one per change id (the first copy's provenance kept)."""
+    def _rows_of(
+        self,
+        table: Table,
+        changes: Sequence[RowChange],
+        batch: str,
+        unstorable: set[bytes] | None = None,
+    ) -> dict[uuid.UUID, _Row]:
+        """History rows of the changes, one per change id (the first copy's provenance kept).
+
+        A change that cannot be stored raises, or, given ``unstorable``, adds its id there.
+        """
         history, _ = self._history(table)
         rows: dict[uuid.UUID, _Row] = {}
         for change in changes:
             try:
                 row = history_row(history, change, batch)
             except ValueError as exc:
+                if unstorable is not None:
+                    unstorable.add(change_id(table, change).bytes)
+                    continue
                 raise DestinationError(
                     f"change from segment {change.segment_id} position {change.position} "
                     f"cannot be stored: {exc}",
@@ -1255,8 +1267,9 @@ class TimescaleDestination(PostgresDestination):
             # The batch's history rows as a load builds them; their ids looked up as a load does.
             layout, _ = self._history(table)
             columns, others = self._split_batch(table, changes, "")
-            rows = self._rows_of(table, others, "")
-            ids = {cid.bytes for cid in rows} | set(columns.ids if columns is not None else ())
+            unstorable: set[bytes] = set()  # missing, as for ``pending``: no load stores them
+            rows = self._rows_of(table, others, "", unstorable)
+            ids = {cid.bytes for cid in rows} | set(columns.ids if columns is not None else ()) | unstorable
             stored, _ = self._run(
                 "check",
                 table,
