@@ -116,7 +116,7 @@ class ValidationSummary:
         batch_failed: the batch as a whole failed an error expectation (a batch-level
             failure, or any error under policy ``fail``).
         success: no error-severity expectation failed (warnings do not count).
-        seconds: wall time of the validation (frame, Great Expectations, policy).
+        seconds: wall time of the validation (frame, Great Expectations, policy), to the ms.
     """
 
     table: str
@@ -286,7 +286,9 @@ class Validator:
         now_ms = int(self._clock() * 1000)
         results = self._runtime.run(built, frame, run_parameters(settings, now_ms))
         outcome = _apply_policy(settings, changes, results, summary)
-        summary.seconds = time.perf_counter() - started
+        # Milliseconds, as the summary prints them: a full-precision float in its repr is noise,
+        # and its 17 digits can spell any short number (the privacy tests look for some).
+        summary.seconds = round(time.perf_counter() - started, 3)
         if summary.success and not summary.failed:
             log.info("quality %s", summary.describe())
         else:
