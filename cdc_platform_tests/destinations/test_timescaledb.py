@@ -206,7 +206,7 @@ def test_without_the_extension_history_is_partitioned_by_month_with_one_warning(
             "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'u'",
             f'"{layout.schema}"."t$history"',
         )
-        assert unique == [("UNIQUE (_cdc_change_id, _cdc_time)",)]
+        assert unique == [("UNIQUE (_cdc_time, _cdc_change_id)",)]
         recorded = _rows(
             conn,
             'SELECT change FROM cdc_meta.schema_history WHERE destination = %s AND keyspace = %s AND "table" = %s '
@@ -611,7 +611,7 @@ def test_extension_statements_are_exact() -> None:
         '"_cdc_liveness_expires" bigint, "_cdc_deletion_ts" bigint, "_cdc_deletion_time" bigint, '
         '"_cdc_range" jsonb, "_cdc_node" text, "_cdc_segment_id" bigint, "_cdc_position" bigint, '
         '"_cdc_entry_start" bigint, "_cdc_batch" text, _cdc_loaded_at timestamptz NOT NULL DEFAULT now(), '
-        'CONSTRAINT "plain$history$uq" UNIQUE (_cdc_change_id, _cdc_time)'
+        'CONSTRAINT "plain$history$uq" UNIQUE (_cdc_time, _cdc_change_id)'
     )
     # A hypertable starts as a plain table; the fallback is partitioned by the same column.
     assert create_table_statement(layout, partitioned=False).as_string(None) == (
