@@ -38,6 +38,7 @@ from cdc_platform.destinations.timescaledb.sink import (
     HypertableOptions,
     TimescaleDestination,
     create_table_statement,
+    full_cells,
     hypertable_statements,
     write_time,
 )
@@ -437,6 +438,45 @@ def test_values_are_rendered_as_cassandra_to_json(ts: TimescaleDestination) -> N
     }
     assert row.time == dt.datetime(2024, 5, 6, 7, 8, 9, 123_456, tzinfo=dt.UTC)
     assert row.timestamp == written
+
+
+@pytest.mark.parametrize("staged", [False, True], ids=["changes", "change_batch"])
+def test_stored_cells_list_only_what_differs_from_a_plain_live_cell(
+    ts: TimescaleDestination, staged: bool
+) -> None:
+    """``_cdc_values`` as stored: a cell's timestamp only where it is not the row's, ttl, local
+    deletion time and deleted only where set; ``history()`` fills the rest in."""
+
+    def b(k: int) -> UpdateBuilder:
+        return UpdateBuilder(PLAIN, {"id": k}, now=NOW)
+
+    statements = [
+        b(1).insert({}, {"name": "a", "score": 1.5}, 10),
+        b(2).insert({}, {"name": "b"}, 10).update({}, {"score": 2.5}, 12),
+        b(3).update({}, {"name": "c"}, 13, ttl=60),
+        b(4).update({}, {"name": None}, 14),
+    ]
+    changes = [c for s in statements for c in changes_of_update(s.build())]
+    if staged:
+        ts.apply_batch(PLAIN, ChangeBatch.from_changes(PLAIN, changes))
+    else:
+        ts.apply(PLAIN, changes)
+    layout, _ = ts._history(PLAIN)
+    with ts._connection().cursor() as cur:
+        cur.execute(f'SELECT id, _cdc_values FROM "{layout.schema}"."{layout.name}" ORDER BY id')
+        stored = dict(cur.fetchall())
+    ts._connection().rollback()
+    assert stored == {
+        1: {"name": {"value": "a"}, "score": {"value": 1.5}},
+        2: {"name": {"value": "b", "timestamp": 10}, "score": {"value": 2.5}},
+        3: {"name": {"value": "c", "ttl": 60, "local_deletion_time": NOW + 60}},
+        4: {"name": {"value": None, "local_deletion_time": NOW, "deleted": True}},
+    }
+    rows = {r.partition_key["id"]: r for r in ts.history(PLAIN)}
+    assert rows[2].values == {"name": _cell("b", 10), "score": _cell(2.5, 12)}
+    assert rows[4].values == {"name": _cell(None, 14, local_deletion_time=NOW, deleted=True)}
+    # A document of the earlier form, every field listed, reads the same.
+    assert full_cells({"name": _cell("b", 10)}, 12) == {"name": _cell("b", 10)}
 
 
 # --------------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from cdc_platform.schema.types import CqlType, NativeType
 if TYPE_CHECKING:
     from cdc_platform.destinations.postgres.copy import ColumnCopy
     from cdc_platform.destinations.timescaledb.sink import HistoryLayout
+    from cdc_platform.schema.model import Column
 
 _PG_EPOCH_US = PG_EPOCH_DAYS * 86_400_000_000  # PostgreSQL's epoch in µs since 1970-01-01
 _GREGORIAN_CUTOVER_MS = -12_219_292_800_000  # 1582-10-15: numpy's calendar and Java's agree from here
@@ -182,12 +183,12 @@ def history_columns(
     def col(name: str) -> pa.Array:
         return rows.column(name).combine_chunks()
 
-    # Cells: presence, the hashed fields and the document entry of each simple column.
+    # Cells: presence and the hashed fields of each simple column; then the write time (the
+    # greatest stamp), which the document entries leave out where a cell has it.
     stamps = [col("_cdc_liveness_timestamp"), col("_cdc_deletion_timestamp")]
     usable = pa.array(np.ones(m, dtype=bool))
     hashed: list[Part] = []
-    entries: list[Part] = []
-    seen = pa.array(np.zeros(m, dtype=bool))  # rows with an entry already: the next needs ", "
+    cells: list[tuple[Column, pa.Array, pa.Array, pa.Array, pa.Array, pa.Array, pa.Array]] = []
     for c in simple:
         if field_name(c.name) not in rows.column_names:  # added since the batch was staged
             continue
@@ -197,11 +198,10 @@ def history_columns(
             continue
         value = pc.struct_field(cell, "value")
         ts = pc.struct_field(cell, "timestamp")
-        ttl = pc.struct_field(cell, "ttl")
-        ldt = pc.struct_field(cell, "local_deletion_time")
+        ttl_text = _decimal(pc.struct_field(cell, "ttl"))
+        ldt_text = _decimal(pc.struct_field(cell, "local_deletion_time"))
         deleted = pc.fill_null(pc.struct_field(cell, "deleted"), False)
         stamps.append(ts)
-        ttl_text, ldt_text = _decimal(ttl), _decimal(ldt)
         hashed += _only(
             present,
             encode_key((c.name.encode(),)) + _NULL,  # the column, no path
@@ -212,24 +212,26 @@ def history_columns(
             _either(deleted, b"\x00\x00\x00\x01d", b"\x00\x00\x00\x01l"),
             b"\x00\x00\x00\x01-",
         )
+        cells.append((c, present, value, ts, ttl_text, ldt_text, deleted))
+    when = pc.max_element_wise(*stamps, skip_nulls=True)
+    usable = pc.and_(usable, when.is_valid())  # no timestamp at all: history_row reports it
+    entries: list[Part] = []
+    seen = pa.array(np.zeros(m, dtype=bool))  # rows with an entry already: the next needs ", "
+    for c, present, value, ts, ttl_text, ldt_text, deleted in cells:
         texts, fine = _json_values(c.type, value)
         usable = pc.and_(usable, pc.or_(pc.invert(present), fine))
         head = (quote_json_string(c.name) + ': {"value": ').encode()
+        own_time = null_unless(_decimal(ts), pc.fill_null(pc.not_equal(ts, when), True))
         entries += _only(
             present,
             _either(seen, b", " + head, head),
             pc.fill_null(texts, b"null"),
-            b', "timestamp": ',
-            _decimal(ts),
-            b', "ttl": ',
-            _maybe(ttl_text, None, b"null"),
-            b', "local_deletion_time": ',
-            _maybe(ldt_text, None, b"null"),
-            _either(deleted, b', "deleted": true}', b', "deleted": false}'),
+            _optional(b', "timestamp": ', own_time),
+            _optional(b', "ttl": ', ttl_text),
+            _optional(b', "local_deletion_time": ', ldt_text),
+            _either(deleted, b', "deleted": true}', b"}"),
         )
         seen = pc.or_(seen, present)
-    when = pc.max_element_wise(*stamps, skip_nulls=True)
-    usable = pc.and_(usable, when.is_valid())  # no timestamp at all: history_row reports it
 
     # Keys: each component length-prefixed, as encode_key (and the change id) has them.
     parts = [sized(serialized(c.type, col(field_name(c.name)))) for c in keys]
@@ -298,6 +300,14 @@ def _either(mask: pa.Array, yes: bytes, no: bytes) -> Part:
     if pc.all(mask).as_py():
         return yes
     return pc.if_else(mask, pa.scalar(yes, pa.binary()), pa.scalar(no, pa.binary()))
+
+
+def _optional(prefix: bytes, text: pa.Array) -> Part:
+    """``prefix`` and the text where the text is not null, nothing where it is."""
+    if text.null_count == len(text):
+        return b""
+    out = join([prefix, text])
+    return pc.fill_null(out, b"") if out.null_count else out
 
 
 def _maybe(values: pa.Array, encode: Any, null: bytes) -> Part:

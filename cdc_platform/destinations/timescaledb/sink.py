@@ -19,14 +19,22 @@ Per Cassandra table ``ks.t``, in schema ``ks`` (with the destination's schema pr
   key columns                   typed partition-key and clustering columns (:mod:`..postgres.typemap`);
                                 clustering columns are NULL except for ``row`` changes
   ``_cdc_values``               jsonb, one key per changed column (the Cassandra name): for a
-                                single-cell column ``{"value", "timestamp", "ttl",
+                                single-cell column an object ``{"value", "timestamp", "ttl",
                                 "local_deletion_time", "deleted"}``; for a non-frozen collection or
                                 UDT a list of such objects with ``"path"`` (list cell id, set
                                 element, map key or field name) and ``"collection_deletion"``.
-                                Values and paths are rendered as Cassandra's ``toJson()``; one
-                                that jsonb cannot hold (U+0000, a decimal or varint beyond
-                                PostgreSQL numeric's range) is ``null``, its serialized
-                                bytes in ``"value_raw"`` / ``"path_raw"`` (``"0x…"``)
+                                ``"value"`` (and ``"path"``) are always there; the other fields
+                                only where they differ from a plain live cell: ``"timestamp"``
+                                when it is not the row's ``_cdc_timestamp``, ``"ttl"`` and
+                                ``"local_deletion_time"`` when set, ``"deleted"`` and
+                                ``"collection_deletion"`` when true (an ``INSERT`` or ``UPDATE``
+                                stores ``{"v": {"value": 1}}``; read ``coalesce((c->>'timestamp')::
+                                bigint, _cdc_timestamp)``). :meth:`TimescaleDestination.history`
+                                returns complete objects (:func:`full_cells`). Values and paths
+                                are rendered as Cassandra's ``toJson()``; one that jsonb cannot
+                                hold (U+0000, a decimal or varint beyond PostgreSQL numeric's
+                                range) is ``null``, its serialized bytes in ``"value_raw"`` /
+                                ``"path_raw"`` (``"0x…"``)
   ``_cdc_liveness_*``           primary-key liveness of an ``INSERT``: timestamp, ttl, expiry
   ``_cdc_deletion_ts``,         the row, partition or range deletion: timestamp (µs) and local
   ``_cdc_deletion_time``        deletion time (s)
@@ -505,7 +513,9 @@ def _bool(v: bool) -> str:
     return "true" if v else "false"
 
 
-def _cell_json(column: Column | None, cell: CellChange) -> str:
+def _cell_json(column: Column | None, cell: CellChange, written: int) -> str:
+    """A cell's object in ``_cdc_values``: what differs from a plain live cell written at
+    ``written`` (the change's write time) is listed, the rest left out (module docstring)."""
     items: list[tuple[str, str]] = []
     multicell = column is not None and column.type.is_multicell
     if multicell:
@@ -523,19 +533,22 @@ def _cell_json(column: Column | None, cell: CellChange) -> str:
         items.append(("value_raw", raw))
     if isinstance(cell.value, InvalidValue):
         items.append(("invalid", quote_json_string(cell.value.reason)))
-    items += [
-        ("timestamp", str(cell.timestamp)),
-        ("ttl", _n(cell.ttl)),
-        ("local_deletion_time", _n(cell.local_deletion_time)),
-        ("deleted", _bool(cell.deleted)),
-    ]
-    if multicell:
-        items.append(("collection_deletion", _bool(cell.collection_deletion)))
+    if cell.timestamp != written:
+        items.append(("timestamp", str(cell.timestamp)))
+    if cell.ttl is not None:
+        items.append(("ttl", str(cell.ttl)))
+    if cell.local_deletion_time is not None:
+        items.append(("local_deletion_time", str(cell.local_deletion_time)))
+    if cell.deleted:
+        items.append(("deleted", "true"))
+    if multicell and cell.collection_deletion:
+        items.append(("collection_deletion", "true"))
     return _obj(items)
 
 
-def values_json(table: Table, change: RowChange) -> str:
-    """The ``_cdc_values`` document of a change (see the module docstring)."""
+def values_json(table: Table, change: RowChange, written: int) -> str:
+    """The ``_cdc_values`` document of a change written at ``written`` (:func:`write_time`; see
+    the module docstring)."""
     simple: dict[str, str] = {}
     collections: dict[str, list[str]] = {}
     order: list[str] = []
@@ -544,12 +557,36 @@ def values_json(table: Table, change: RowChange) -> str:
         if cell.column not in simple and cell.column not in collections:
             order.append(cell.column)
         if column is not None and column.type.is_multicell:
-            collections.setdefault(cell.column, []).append(_cell_json(column, cell))
+            collections.setdefault(cell.column, []).append(_cell_json(column, cell, written))
         else:
-            simple[cell.column] = _cell_json(column, cell)
+            simple[cell.column] = _cell_json(column, cell, written)
     return _obj(
         (name, simple[name] if name in simple else "[" + ", ".join(collections[name]) + "]") for name in order
     )
+
+
+def full_cells(values: dict[str, Any], written: int) -> dict[str, Any]:
+    """A stored ``_cdc_values`` document with every cell object complete: the fields a cell
+    leaves out filled in (``timestamp``: ``written``, the row's ``_cdc_timestamp``; ``ttl``,
+    ``local_deletion_time``: null; ``deleted``: false; ``collection_deletion``: false for a
+    collection's cells). Documents written before cells left fields out read the same."""
+
+    def full(cell: Any, multicell: bool) -> Any:
+        if not isinstance(cell, dict):
+            return cell
+        out = dict(cell)
+        out.setdefault("timestamp", written)
+        out.setdefault("ttl", None)
+        out.setdefault("local_deletion_time", None)
+        out.setdefault("deleted", False)
+        if multicell:
+            out.setdefault("collection_deletion", False)
+        return out
+
+    return {
+        name: [full(c, True) for c in cells] if isinstance(cells, list) else full(cells, False)
+        for name, cells in values.items()
+    }
 
 
 def _bound_json(table: Table, bound: ClusteringBound) -> str:
@@ -610,7 +647,7 @@ def history_row(layout: HistoryLayout, change: RowChange, batch: str) -> _Row:
         encode_key(partition_bytes(t, change.partition_key)),
         encode_key(clustering_bytes(t, change.clustering)) if is_row else None,
         *keys,
-        _jsonb(values_json(t, change)),
+        _jsonb(values_json(t, change, micros)),
         change.liveness_timestamp,
         change.liveness_ttl,
         change.liveness_expires,
@@ -635,7 +672,8 @@ class HistoryRow:
     """One stored change, as :meth:`TimescaleDestination.history` returns it.
 
     Key values are as PostgreSQL returns the typed columns; ``values`` and ``range`` are the
-    jsonb documents (see the module docstring).
+    jsonb documents (see the module docstring), ``values`` with complete cell objects
+    (:func:`full_cells`).
     """
 
     time: dt.datetime
@@ -1343,7 +1381,7 @@ class TimescaleDestination(PostgresDestination):
                         kind=rec["_cdc_kind"],
                         partition_key=keys_of(rec, t.partition_key),
                         clustering=keys_of(rec, t.clustering) if rec["_cdc_kind"] == ChangeKind.ROW else {},
-                        values=rec["_cdc_values"],
+                        values=full_cells(rec["_cdc_values"], rec["_cdc_timestamp"]),
                         liveness_timestamp=rec["_cdc_liveness_ts"],
                         liveness_ttl=rec["_cdc_liveness_ttl"],
                         liveness_expires=rec["_cdc_liveness_expires"],
