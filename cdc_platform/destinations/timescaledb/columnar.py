@@ -5,8 +5,7 @@
 ``_cdc_values`` document and its typed keys, some tens of microseconds of Python each. Most
 changes of a load are ``row`` changes of simple (non-collection) columns; for those the same
 values are computed here over whole columns of the staged batch (Arrow compute and numpy):
-the change id from the same hashed bytes (:func:`~cdc_platform.changes.identity.change_id`),
-the document from the same ``toJson()`` renderings (common scalar types column-wise, the others
+the change id (:func:`~cdc_platform.destinations.identity.plain_rows`), the document from the same ``toJson()`` renderings (common scalar types column-wise, the others
 value by value with the same renderer), the write time, keys and provenance. Every other change
 (partition and range deletions, static rows, collections, values the batch keeps raw, text that
 jsonb cannot hold) goes back to the caller for ``history_row``. Tests compare both paths row by
@@ -15,7 +14,6 @@ row.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -25,25 +23,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cdc_platform.changes.arrow import column_values, field_name
-from cdc_platform.changes.records import ChangeKind
-from cdc_platform.destinations.columnar import (
-    Part,
-    column_of,
-    fixed_width,
-    join,
-    null_unless,
-    serialized,
-    sized,
-)
+from cdc_platform.destinations.columnar import Part, fixed_width, join, null_unless
+from cdc_platform.destinations.identity import decimal, either, only, plain_rows
 from cdc_platform.destinations.postgres.copy import PG_EPOCH_DAYS
-from cdc_platform.destinations.state import encode_key
 from cdc_platform.schema.render import quote_json_string
 from cdc_platform.schema.types import CqlType, NativeType
 
 if TYPE_CHECKING:
     from cdc_platform.destinations.postgres.copy import ColumnCopy
     from cdc_platform.destinations.timescaledb.sink import HistoryLayout
-    from cdc_platform.schema.model import Column
 
 _PG_EPOCH_US = PG_EPOCH_DAYS * 86_400_000_000  # PostgreSQL's epoch in µs since 1970-01-01
 _GREGORIAN_CUTOVER_MS = -12_219_292_800_000  # 1582-10-15: numpy's calendar and Java's agree from here
@@ -93,11 +81,6 @@ def _const(n: int, value: bytes) -> pa.Array:
     return pa.array([value] * n, pa.binary()) if n else pa.array([], pa.binary())
 
 
-def _decimal(values: pa.Array) -> pa.Array:
-    """Integers as decimal text (null stays null), as ``str(v)`` gives."""
-    return _binary(pc.cast(values, pa.string()))
-
-
 def _json_values(cql_type: CqlType, values: pa.Array) -> tuple[pa.Array, pa.Array]:
     """``toJson()`` text of each non-null value, and where it is usable (jsonb holds it).
 
@@ -111,7 +94,7 @@ def _json_values(cql_type: CqlType, values: pa.Array) -> tuple[pa.Array, pa.Arra
     name = cql_type.name if isinstance(cql_type, NativeType) else ""
     everywhere = pa.array(np.ones(n, dtype=bool))
     if name in _INTS and pa.types.is_integer(values.type):
-        return _decimal(values), everywhere
+        return decimal(values), everywhere
     if name == "boolean":
         return pc.if_else(values, pa.scalar(b"true"), pa.scalar(b"false")), everywhere
     if name in ("ascii", "text"):
@@ -153,7 +136,7 @@ def _json_values(cql_type: CqlType, values: pa.Array) -> tuple[pa.Array, pa.Arra
 def history_columns(
     layout: HistoryLayout, data: pa.Table, batch: str, copier: ColumnCopy
 ) -> tuple[HistoryColumns | None, pa.Array]:
-    """History rows of the batch's plain ``row`` changes, column-wise.
+    """History rows of the batch's plain row changes (:func:`..identity.plain_rows`), column-wise.
 
     Returns:
         The rows (``None`` when the table cannot have any), and a boolean mask of the batch's
@@ -163,117 +146,58 @@ def history_columns(
     from cdc_platform.schema.types import native
 
     table = layout.table
-    n = data.num_rows
-    if n == 0 or any(c.is_counter for c in table.columns):
-        return None, pa.array(np.ones(n, dtype=bool))
-    kind = data.column("_cdc_kind").combine_chunks()
-    ok = pc.equal(kind, ChangeKind.ROW.value)
-    raw = data.column("_cdc_raw").combine_chunks()
-    ok = pc.and_(ok, pc.fill_null(pc.equal(pc.list_value_length(raw), 0), True))
-    keys = table.partition_key + table.clustering
-    for c in keys:
-        ok = pc.and_(ok, column_of(data, c.name).is_valid())
-    for c in table.static + [c for c in table.regular if c.type.is_multicell]:
-        ok = pc.and_(ok, column_of(data, c.name).is_null())
-    simple = sorted((c for c in table.regular if not c.type.is_multicell), key=lambda c: c.name)
-    ok = pc.fill_null(ok, False)
-    rows = data.filter(ok)
-    m = rows.num_rows
-
-    def col(name: str) -> pa.Array:
-        return rows.column(name).combine_chunks()
-
-    # Cells: presence and the hashed fields of each simple column; then the write time (the
-    # greatest stamp), which the document entries leave out where a cell has it.
-    stamps = [col("_cdc_liveness_timestamp"), col("_cdc_deletion_timestamp")]
-    usable = pa.array(np.ones(m, dtype=bool))
-    hashed: list[Part] = []
-    cells: list[tuple[Column, pa.Array, pa.Array, pa.Array, pa.Array, pa.Array, pa.Array]] = []
-    for c in simple:
-        if field_name(c.name) not in rows.column_names:  # added since the batch was staged
-            continue
-        cell = column_of(rows, c.name)
-        present = cell.is_valid()
-        if not pc.any(present).as_py():
-            continue
-        value = pc.struct_field(cell, "value")
-        ts = pc.struct_field(cell, "timestamp")
-        ttl_text = _decimal(pc.struct_field(cell, "ttl"))
-        ldt_text = _decimal(pc.struct_field(cell, "local_deletion_time"))
-        deleted = pc.fill_null(pc.struct_field(cell, "deleted"), False)
-        stamps.append(ts)
-        hashed += _only(
-            present,
-            encode_key((c.name.encode(),)) + _NULL,  # the column, no path
-            sized(serialized(c.type, value)),
-            sized(_decimal(ts)),
-            _maybe(ttl_text, sized, _NULL),
-            _maybe(ldt_text, sized, _NULL),
-            _either(deleted, b"\x00\x00\x00\x01d", b"\x00\x00\x00\x01l"),
-            b"\x00\x00\x00\x01-",
-        )
-        cells.append((c, present, value, ts, ttl_text, ldt_text, deleted))
-    when = pc.max_element_wise(*stamps, skip_nulls=True)
-    usable = pc.and_(usable, when.is_valid())  # no timestamp at all: history_row reports it
+    plain = plain_rows(table, data)
+    if plain is None:
+        return None, pa.array(np.ones(data.num_rows, dtype=bool))
+    m = len(plain)
+    col = plain.column
+    when = plain.when
+    usable = when.is_valid()  # no timestamp at all: history_row reports it
+    # Document entries: each cell's value and what sets it apart from a plain live cell
+    # written at the row's write time.
     entries: list[Part] = []
     seen = pa.array(np.zeros(m, dtype=bool))  # rows with an entry already: the next needs ", "
-    for c, present, value, ts, ttl_text, ldt_text, deleted in cells:
-        texts, fine = _json_values(c.type, value)
-        usable = pc.and_(usable, pc.or_(pc.invert(present), fine))
-        head = (quote_json_string(c.name) + ': {"value": ').encode()
-        own_time = null_unless(_decimal(ts), pc.fill_null(pc.not_equal(ts, when), True))
-        entries += _only(
-            present,
-            _either(seen, b", " + head, head),
+    for x in plain.cells:
+        texts, fine = _json_values(x.column.type, x.value)
+        usable = pc.and_(usable, pc.or_(pc.invert(x.present), fine))
+        head = (quote_json_string(x.column.name) + ': {"value": ').encode()
+        own_time = null_unless(decimal(x.timestamp), pc.fill_null(pc.not_equal(x.timestamp, when), True))
+        entries += only(
+            x.present,
+            either(seen, b", " + head, head),
             pc.fill_null(texts, b"null"),
             _optional(b', "timestamp": ', own_time),
-            _optional(b', "ttl": ', ttl_text),
-            _optional(b', "local_deletion_time": ', ldt_text),
-            _either(deleted, b', "deleted": true}', b"}"),
+            _optional(b', "ttl": ', x.ttl),
+            _optional(b', "local_deletion_time": ', x.local_deletion_time),
+            either(x.deleted, b', "deleted": true}', b"}"),
         )
-        seen = pc.or_(seen, present)
-
-    # Keys: each component length-prefixed, as encode_key (and the change id) has them.
-    parts = [sized(serialized(c.type, col(field_name(c.name)))) for c in keys]
-    n_pk = len(table.partition_key)
-    pk = join(parts[:n_pk])
-    ck = join(parts[n_pk:]) if len(parts) > n_pk else _const(m, b"")
-    ints = [
-        col(name)
-        for name in (
-            "_cdc_liveness_timestamp",
-            "_cdc_liveness_ttl",
-            "_cdc_liveness_expires",
-            "_cdc_deletion_timestamp",
-            "_cdc_deletion_time",
-        )
-    ]
-    head = encode_key((table.keyspace.encode(), table.name.encode(), b"row"))
-    content = join([head, pk, ck, *[_maybe(_decimal(v), sized, _NULL) for v in ints], _NULL * 2, *hashed])
-    ids = _ids(content)
+        seen = pc.or_(seen, x.present)
 
     # Rows kept: usable ones, the first copy of each change (history_row's rows.setdefault).
+    ids = plain.ids
     fine = usable.to_numpy(zero_copy_only=False)
     first: dict[bytes, int] = {}
     for i, cid in enumerate(ids):
         if fine[i]:
             first.setdefault(cid, i)
     keep = np.fromiter(sorted(first.values()), dtype=np.int64, count=len(first))
+    ok = plain.mask
     rest = pc.invert(ok).to_numpy(zero_copy_only=False).copy()
     rest[np.flatnonzero(ok.to_numpy(zero_copy_only=False))[~fine]] = True
 
     micros = np.clip(when.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64), _MIN_US, _MAX_US)
     document = join([b"\x01{", *entries, b"}"]) if entries else _const(m, b"\x01{}")  # jsonb, format 1
     bigint, integer = native("bigint"), native("int")
+    ints = plain.ints
     columns: list[Any] = [
-        fixed_width((micros - _PG_EPOCH_US).astype(">i8").tobytes(), 8, m),  # _cdc_time
+        pg_times(micros),  # _cdc_time
         fixed_width(b"".join(ids), 16, m),  # _cdc_change_id
         copier.dump_arrow(bigint, when),  # _cdc_timestamp: exact
         _binary(col("_cdc_op")),
         _const(m, b"row"),
-        pk,
-        ck,
-        *[copier.dump_arrow(c.type, col(field_name(c.name))) for c in keys],
+        plain.pk,
+        plain.ck if isinstance(plain.ck, pa.Array) else _const(m, plain.ck),
+        *[copier.dump_arrow(c.type, col(field_name(c.name))) for c in table.partition_key + table.clustering],
         document,
         copier.dump_arrow(bigint, ints[0]),
         copier.dump_arrow(integer, ints[1]),
@@ -290,16 +214,9 @@ def history_columns(
     return (out.take(keep) if len(keep) < m else out), pa.array(rest)
 
 
-_NULL = b"\xff\xff\xff\xff"  # a null field of the hashed content
-
-
-def _either(mask: pa.Array, yes: bytes, no: bytes) -> Part:
-    """``yes`` where ``mask`` is true, else ``no`` (a constant when the mask is)."""
-    if not pc.any(mask).as_py():
-        return no
-    if pc.all(mask).as_py():
-        return yes
-    return pc.if_else(mask, pa.scalar(yes, pa.binary()), pa.scalar(no, pa.binary()))
+def pg_times(micros: np.ndarray) -> pa.Array:
+    """Binary COPY values of ``timestamptz`` for times in µs since 1970 (in PostgreSQL's range)."""
+    return fixed_width((micros - _PG_EPOCH_US).astype(">i8").tobytes(), 8, len(micros))
 
 
 def _optional(prefix: bytes, text: pa.Array) -> Part:
@@ -308,33 +225,3 @@ def _optional(prefix: bytes, text: pa.Array) -> Part:
         return b""
     out = join([prefix, text])
     return pc.fill_null(out, b"") if out.null_count else out
-
-
-def _maybe(values: pa.Array, encode: Any, null: bytes) -> Part:
-    """``encode(values)`` (or the values) with ``null`` for nulls; the constant when all are null."""
-    if values.null_count == len(values):
-        return null
-    out = encode(values) if encode is not None else values
-    return pc.fill_null(out, null) if out.null_count else out
-
-
-def _only(present: pa.Array, *parts: Part) -> list[Part]:
-    """Parts of a concatenation that are empty where ``present`` is false: the parts themselves
-    when it is true everywhere (the caller concatenates them with the rest, copying once),
-    else their concatenation, emptied where absent."""
-    if pc.all(present).as_py():
-        return list(parts)
-    return [pc.if_else(present, join(parts), pa.scalar(b"", pa.binary()))]
-
-
-def _ids(content: pa.Array) -> list[bytes]:
-    """Change ids: BLAKE2b-128 of each row's content with the UUID version 5 bits set."""
-    blake2b = hashlib.blake2b
-    digests = np.frombuffer(
-        b"".join([blake2b(b, digest_size=16).digest() for b in content.to_pylist()]), dtype=np.uint8
-    ).reshape(-1, 16)
-    digests = digests.copy()
-    digests[:, 6] = (digests[:, 6] & 0x0F) | 0x50
-    digests[:, 8] = (digests[:, 8] & 0x3F) | 0x80
-    blob = digests.tobytes()
-    return [blob[i : i + 16] for i in range(0, len(blob), 16)]

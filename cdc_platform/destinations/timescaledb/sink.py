@@ -99,7 +99,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import psycopg
+import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
 from psycopg.rows import dict_row
@@ -131,6 +133,7 @@ from cdc_platform.destinations.base import (
     check_supported,
 )
 from cdc_platform.destinations.columnar import fixed_width, plan_change_batch
+from cdc_platform.destinations.identity import plain_rows
 from cdc_platform.destinations.postgres.copy import ColumnCopy
 from cdc_platform.destinations.postgres.sink import (
     META_SCHEMA,
@@ -143,7 +146,7 @@ from cdc_platform.destinations.postgres.sink import (
 )
 from cdc_platform.destinations.postgres.typemap import copy_type, pg_type, pg_value
 from cdc_platform.destinations.state import WritePlan, encode_key, plan_batch
-from cdc_platform.destinations.timescaledb.columnar import HistoryColumns, history_columns
+from cdc_platform.destinations.timescaledb.columnar import HistoryColumns, history_columns, pg_times
 from cdc_platform.gc_pause import paused_gc
 from cdc_platform.schema.model import Column, Table
 from cdc_platform.schema.render import quote_json_string, to_json
@@ -1190,7 +1193,9 @@ class TimescaleDestination(PostgresDestination):
             "SELECT pg_advisory_xact_lock(%s)", (_lock_id(f"history:{layout.schema}.{layout.name}"),)
         )
         dumped = dumped if dumped is not None and len(dumped) else None
-        stored = self._stored_ids(conn, layout, rows, dumped)
+        stored = self._stored_ids(
+            conn, layout, rows, dumped.ids if dumped else (), dumped.micros if dumped else None
+        )
         new_rows = [r for r in rows if r.change_id.bytes not in stored]
         new_dumped = dumped
         if dumped is not None and stored:
@@ -1254,9 +1259,14 @@ class TimescaleDestination(PostgresDestination):
 
     @staticmethod
     def _stored_ids(
-        conn: psycopg.Connection[Any], layout: HistoryLayout, rows: list[_Row], dumped: HistoryColumns | None
+        conn: psycopg.Connection[Any],
+        layout: HistoryLayout,
+        rows: list[_Row],
+        ids: Sequence[bytes] = (),
+        micros: np.ndarray | None = None,
     ) -> set[bytes]:
-        """The change ids (16 bytes each) among these rows that the history holds."""
+        """The change ids (16 bytes each) the history holds among these rows: ``rows`` as
+        objects, and ``ids`` with their write times ``micros`` (µs, clamped as ``_cdc_time``)."""
         conn.execute(
             "CREATE TEMP TABLE IF NOT EXISTS _cdc_hids (id uuid, t timestamptz) ON COMMIT DELETE ROWS"
         )
@@ -1267,10 +1277,12 @@ class TimescaleDestination(PostgresDestination):
                 cp.set_types(["uuid", "timestamptz"])
                 for r in rows:
                     cp.write_row((r.change_id, r.time))
-        if dumped is not None:
-            ids = fixed_width(b"".join(dumped.ids), 16, len(dumped))
+        if len(ids):
+            assert micros is not None
             with conn.cursor().copy(copy) as cp:
-                for chunk in ColumnCopy(conn).stream([ids, dumped.columns[0]]):  # _cdc_time first
+                for chunk in ColumnCopy(conn).stream(
+                    [fixed_width(b"".join(ids), 16, len(ids)), pg_times(micros)]
+                ):
                     cp.write(chunk)
         # With statistics the planner probes the unique index per staged id instead of
         # scanning the history.
@@ -1298,7 +1310,7 @@ class TimescaleDestination(PostgresDestination):
 
     def pending(self, table: Table, changes: Sequence[RowChange]) -> int:
         """Changes of the batch missing from the history, plus current-state writes if kept."""
-        missing = self._missing_history(table, changes, None) if changes else 0
+        missing = self._missing_history(table, changes) if changes else 0
         if self.with_current_state:
             self._state(table)
             missing += super().pending(table, changes)
@@ -1307,32 +1319,57 @@ class TimescaleDestination(PostgresDestination):
     def pending_batch(self, table: Table, changes: ChangeBatch) -> int:
         missing = 0
         if self.with_history and len(changes):
-            columns, others = self._split_batch(table, changes, "")
-            missing = self._missing_history(table, others, columns)
+            # Plain row changes by their ids and write times, computed column-wise as a load
+            # computes them (no documents needed); the others as history rows.
+            plain = plain_rows(table, changes.data)
+            rest = pa.array(np.ones(len(changes), dtype=bool))
+            ids: list[bytes] = []
+            micros = np.zeros(0, dtype=np.int64)
+            if plain is not None:
+                timed = plain.when.is_valid().to_numpy(zero_copy_only=False)
+                mask = plain.mask.to_numpy(zero_copy_only=False)
+                left = ~mask  # other changes, and plain ones without a time (history_row reports them)
+                left[np.flatnonzero(mask)[~timed]] = True
+                rest = pa.array(left)
+                ids = [cid for cid, t in zip(plain.ids, timed, strict=True) if t]
+                when = plain.when.drop_null().to_numpy(zero_copy_only=False).astype(np.int64)
+                micros = np.clip(when, _MIN_US, _MAX_US)
+            others = (
+                ChangeBatch(table, changes.data.filter(rest)).to_changes() if pc.any(rest).as_py() else []
+            )
+            missing = self._missing_history(table, others, ids, micros)
         if self.with_current_state:
             self._state(table)
             missing += super().pending_batch(table, changes)
         return missing
 
     def _missing_history(
-        self, table: Table, changes: Sequence[RowChange], columns: HistoryColumns | None
+        self,
+        table: Table,
+        changes: Sequence[RowChange],
+        ids: Sequence[bytes] = (),
+        micros: np.ndarray | None = None,
     ) -> int:
-        """How many distinct changes of these (objects and rows built column-wise) the history
-        lacks (0 without a history): their history rows built as a load builds them and their
-        (time, id) pairs looked up as a load does. A change no load can store counts as missing.
+        """How many distinct changes the history lacks (0 without a history), of ``changes``
+        (objects: their history rows built as a load builds them) and of ``ids`` (plain row
+        changes with write times ``micros``); all looked up by (time, id) as a load does. A
+        change no load can store counts as missing.
         """
         if not self.with_history:
             return 0
         layout, _ = self._history(table)
         unstorable: set[bytes] = set()
         rows = self._rows_of(table, changes, "", unstorable)
-        ids = {cid.bytes for cid in rows} | set(columns.ids if columns is not None else ()) | unstorable
-        if not ids:
+        wanted = {cid.bytes for cid in rows} | set(ids) | unstorable
+        if not wanted:
             return 0
         stored, _ = self._run(
-            "check", table, None, lambda conn: self._stored_ids(conn, layout, list(rows.values()), columns)
+            "check",
+            table,
+            None,
+            lambda conn: self._stored_ids(conn, layout, list(rows.values()), ids, micros),
         )
-        return len(ids - stored)
+        return len(wanted - stored)
 
     def history(
         self,
