@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cdc_platform.changes.identity import change_id
 from cdc_platform.changes.merge import Key, partition_bytes
 from cdc_platform.changes.records import RowChange
 from cdc_platform.commitlog.encryption import KeyProvider
 from cdc_platform.commitlog.segment import SkippedEntry
 from cdc_platform.destinations.base import ApplyResult, Destination
+from cdc_platform.destinations.identity import batch_identity
 from cdc_platform.gc_pause import paused_gc
 from cdc_platform.masking import MaskingPolicy
 from cdc_platform.pipeline import decode_range
@@ -335,10 +335,9 @@ def load_stage(
         staged = staging.read_batch(ref, "masked", table)
         destination.ensure_table(table)
         result = destination.apply_batch(table, staged, batch=ref.label)
-        changes = staged.to_changes()
-        pending = destination.pending_batch(table, staged) if changes else 0
-        unique = len({change_id(table, c) for c in changes})
-        out.append(TableLoad(name, result, unique, pending, len(batch_keys(table, changes))))
+        pending = destination.pending_batch(table, staged) if len(staged) else 0
+        ids, keys = batch_identity(table, staged)  # column-wise: no change objects
+        out.append(TableLoad(name, result, len(ids), pending, len(keys)))
     return out
 
 
