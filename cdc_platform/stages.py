@@ -21,18 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cdc_platform.changes.merge import Key, partition_bytes
-from cdc_platform.changes.records import RowChange
+from cdc_platform.changes.merge import Key
 from cdc_platform.commitlog.encryption import KeyProvider
 from cdc_platform.commitlog.segment import SkippedEntry
 from cdc_platform.destinations.base import ApplyResult, Destination
-from cdc_platform.destinations.identity import batch_identity
+from cdc_platform.destinations.identity import batch_identity, batch_partitions
 from cdc_platform.gc_pause import paused_gc
 from cdc_platform.masking import MaskingPolicy
 from cdc_platform.pipeline import decode_range
 from cdc_platform.quality import Validator
 from cdc_platform.quality.quarantine import Quarantined, QuarantineStore
-from cdc_platform.schema.model import Schema, Table
+from cdc_platform.schema.model import Schema
 from cdc_platform.staging import BatchRef, StagingArea
 
 log = logging.getLogger(__name__)
@@ -312,14 +311,6 @@ class TableLoad:
         }
 
 
-def batch_keys(table: Table, changes: Sequence[RowChange]) -> list[Key]:
-    """The serialized partition keys a batch touches, in first-seen order."""
-    seen: dict[Key, None] = {}
-    for c in changes:
-        seen.setdefault(partition_bytes(table, c.partition_key), None)
-    return list(seen)
-
-
 @paused_gc()
 def load_stage(
     staging: StagingArea, schema: Schema, ref: BatchRef, destination: Destination, tables: Sequence[str]
@@ -372,9 +363,9 @@ def compare_destinations(
     keys_by_table: dict[str, list[Key]] = {}
     for name in sorted(ref.tables):
         table = schema.table(name)
-        changes = staging.read(ref, "masked", table)
-        if changes:
-            keys_by_table[name] = batch_keys(table, changes)
+        staged = staging.read_batch(ref, "masked", table)
+        if len(staged):
+            keys_by_table[name] = batch_partitions(table, staged)
     tables: dict[str, dict[str, Any]] = {}
     disagreeing: list[str] = []
     attempt = 0

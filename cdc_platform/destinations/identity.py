@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pyarrow as pa
@@ -24,10 +24,10 @@ import pyarrow.compute as pc
 
 from cdc_platform.changes.arrow import ChangeBatch, field_name
 from cdc_platform.changes.identity import change_id
-from cdc_platform.changes.merge import partition_bytes
+from cdc_platform.changes.merge import Key, partition_bytes
 from cdc_platform.changes.records import ChangeKind
 from cdc_platform.destinations.columnar import Part, column_of, join, serialized, sized
-from cdc_platform.destinations.state import encode_key
+from cdc_platform.destinations.state import decode_key, encode_key
 
 if TYPE_CHECKING:
     from cdc_platform.schema.model import Column, Table
@@ -174,6 +174,13 @@ def batch_identity(table: Table, batch: ChangeBatch) -> tuple[set[bytes], set[by
             ids.add(change_id(table, c).bytes)
             pks.add(encode_key(partition_bytes(table, c.partition_key)))
     return ids, pks
+
+
+def batch_partitions(table: Table, batch: ChangeBatch) -> list[Key]:
+    """The partitions a batch touches: their keys' serialized components, in byte order."""
+    _, pks = batch_identity(table, batch)
+    # Partition key components are never null: each decodes to bytes.
+    return [cast("Key", decode_key(pk, len(table.partition_key))) for pk in sorted(pks)]
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from cdc_platform.changes.identity import change_id
 from cdc_platform.changes.merge import partition_bytes
 from cdc_platform.changes.records import RowChange, changes_of_update
 from cdc_platform.commitlog.build import UpdateBuilder
-from cdc_platform.destinations.identity import batch_identity, plain_rows
+from cdc_platform.destinations.identity import batch_identity, batch_partitions, plain_rows
 from cdc_platform.destinations.state import encode_key
 from cdc_platform.schema.model import Table
 from cdc_platform_tests.destinations.test_columnar import ALL_TYPES, _inserts
@@ -30,6 +30,10 @@ def _check(table: Table, changes: list[RowChange]) -> None:
     ids, pks = batch_identity(table, batch)
     assert ids == {change_id(table, c).bytes for c in staged}
     assert pks == {encode_key(partition_bytes(table, c.partition_key)) for c in staged}
+    keys = batch_partitions(table, batch)
+    assert len(keys) == len(set(keys)) and set(keys) == {
+        partition_bytes(table, c.partition_key) for c in staged
+    }
     plain = plain_rows(table, batch.data)
     if plain is not None:
         # Row by row, not only as sets: each plain row's id is its own change's.
