@@ -331,12 +331,11 @@ def plan_change_batch(table: Table, batch: ChangeBatch, store: StateStore) -> Wr
     data = batch.data
     fresh, rest = fresh_columns(table, data)
     if fresh is not None and len(fresh):
-        stored = store.stored_keys(table, fresh.keys.to_pylist(), fresh.pks.to_pylist())
+        # A rerun or another replica's copy: rows stored exactly as they would be written are
+        # contained already (stored ⊔ change = stored): neither merged nor written.
+        stored, same = store.stored_fresh(table, fresh)
         if stored:
             hit = pc.is_in(fresh.keys, value_set=pa.array(list(stored), pa.binary()))
-            # A rerun or another replica's copy: rows stored exactly as they would be written
-            # are contained already (stored ⊔ change = stored): neither merged nor written.
-            same = store.unchanged(table, fresh.filter(hit))
             merge = hit
             if same:
                 merge = pc.and_(
@@ -348,6 +347,18 @@ def plan_change_batch(table: Table, batch: ChangeBatch, store: StateStore) -> Wr
     plan = plan_batch(table, others, store)
     plan.columns = fresh if fresh is not None and len(fresh) else None
     return plan
+
+
+def stored_and_unchanged(
+    store: StateStore, table: Table, fresh: FreshColumns
+) -> tuple[set[bytes], set[bytes]]:
+    """:meth:`StateStore.stored_fresh` in two rounds: :meth:`~StateStore.stored_keys`, then
+    :meth:`~StateStore.unchanged` for the stored ones."""
+    stored = store.stored_keys(table, fresh.keys.to_pylist(), fresh.pks.to_pylist())
+    if not stored:
+        return set(), set()
+    hit = pc.is_in(fresh.keys, value_set=pa.array(list(stored), pa.binary()))
+    return stored, store.unchanged(table, fresh.filter(hit))
 
 
 def unchanged_keys(table: Table, fresh: FreshColumns, stored: Iterable[Sequence[Any]]) -> set[bytes]:

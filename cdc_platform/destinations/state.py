@@ -426,6 +426,12 @@ class StateStore(Protocol):
         write (:func:`~cdc_platform.destinations.columnar.unchanged_keys`)."""
         ...
 
+    def stored_fresh(self, table: Table, fresh: FreshColumns) -> tuple[set[bytes], set[bytes]]:
+        """Of these fresh-row candidates: the keys :meth:`stored_keys` names, and those of them
+        :meth:`unchanged` names (:func:`~cdc_platform.destinations.columnar.stored_and_unchanged`
+        asks the two in turn; a store may answer both at once)."""
+        ...
+
 
 @paused_gc()
 def plan_batch(table: Table, changes: Iterable[RowChange], store: StateStore) -> WritePlan:

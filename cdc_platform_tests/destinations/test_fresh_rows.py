@@ -14,6 +14,7 @@ import dataclasses
 import random
 from typing import Any
 
+import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,6 +23,7 @@ from cdc_platform.changes.arrow import ChangeBatch
 from cdc_platform.changes.merge import Model, TableModel, canonical
 from cdc_platform.changes.records import ChangeKind, RowChange, changes_of_update
 from cdc_platform.commitlog.build import UpdateBuilder
+from cdc_platform.destinations import columnar
 from cdc_platform.destinations.base import Destination
 from cdc_platform.destinations.clickhouse import ClickHouseDestination
 from cdc_platform.destinations.postgres.sink import PostgresDestination
@@ -445,3 +447,39 @@ def test_clickhouse_replayed_batch_skips_the_merge(
     ch: ClickHouseDestination, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _replayed_batch_skips_the_merge(ch, monkeypatch)
+
+
+def _stored_fresh_cases(dest: Destination) -> tuple[Any, list[bytes]]:
+    """Rows 1, 2 and 4 stored (4 in a partition with an older deletion, merged since: stored in
+    full form), partition 3 recorded without a row; candidates 1–6, where 1 is exactly what is
+    stored, 2 is newer and 4 holds what is stored in another form."""
+    dest.ensure_table(PLAIN)
+    dest.apply(PLAIN, [c for k in (1, 2, 4) for c in _plain(k, 10, "insert", f"v{k}")])
+    dest.apply(PLAIN, _plain(3, 5, "delete") + _plain(4, 5, "delete"))
+    candidates = [c for k in (1, 4) for c in _plain(k, 10, "insert", f"v{k}")]
+    candidates += _plain(2, 20, "insert", "newer") + [c for k in (3, 5, 6) for c in _plain(k, 30, "insert")]
+    fresh, rest = columnar.fresh_columns(PLAIN, ChangeBatch.from_changes(PLAIN, candidates).data)
+    assert fresh is not None and len(fresh) == 6 and not pc.any(rest).as_py()
+    return fresh, [encode_key(((k).to_bytes(4, "big"),)) + encode_key(()) for k in range(1, 7)]
+
+
+def test_postgres_stored_fresh_in_one_round_answers_as_two(pg: PostgresDestination) -> None:
+    """The full check's one query names the same stored and unchanged keys as asking
+    ``stored_keys`` and then ``unchanged``."""
+    from cdc_platform.destinations.postgres.sink import _Store
+
+    fresh, keys = _stored_fresh_cases(pg)
+    layout = pg.layout(PLAIN)
+    one, _ = pg._run("ask", PLAIN, None, lambda conn: _Store(conn, layout).stored_fresh(PLAIN, fresh))
+    two, _ = pg._run(
+        "ask", PLAIN, None, lambda conn: columnar.stored_and_unchanged(_Store(conn, layout), PLAIN, fresh)
+    )
+    assert one == two == ({keys[0], keys[1], keys[2], keys[3]}, {keys[0]})
+
+
+def test_clickhouse_stored_fresh_names_stored_and_unchanged_keys(ch: ClickHouseDestination) -> None:
+    from cdc_platform.destinations.clickhouse.sink import _Store
+
+    fresh, keys = _stored_fresh_cases(ch)
+    found = _Store(ch.client(), ch.layout(PLAIN), ch.name).stored_fresh(PLAIN, fresh)
+    assert found == ({keys[0], keys[1], keys[2], keys[3]}, {keys[0]})

@@ -94,7 +94,7 @@ from cdc_platform.destinations.clickhouse.typemap import (
     quote_identifier,
     variants,
 )
-from cdc_platform.destinations.columnar import FreshColumns, unchanged_keys
+from cdc_platform.destinations.columnar import FreshColumns, stored_and_unchanged, unchanged_keys
 from cdc_platform.destinations.state import (
     ClusteringOrder,
     FreshRows,
@@ -832,6 +832,9 @@ class _Store:
         rows = self.client.query(_latest(lay, lay.main, "_cdc_key", self._state_columns(False), where))
         self.client.execute(f"TRUNCATE TABLE {staged}")
         return unchanged_keys(table, fresh, rows)
+
+    def stored_fresh(self, table: Table, fresh: FreshColumns) -> tuple[set[bytes], set[bytes]]:
+        return stored_and_unchanged(self, table, fresh)
 
     def load_partition_rows(self, table: Table, pks: Sequence[Key] | None) -> dict[RowId, RowState]:
         lay = self.layout

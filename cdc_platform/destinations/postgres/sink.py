@@ -47,7 +47,7 @@ from cdc_platform.destinations.base import (
     RetryPolicy,
     check_supported,
 )
-from cdc_platform.destinations.columnar import FreshColumns
+from cdc_platform.destinations.columnar import FreshColumns, stored_and_unchanged
 from cdc_platform.destinations.postgres.copy import ColumnCopy
 from cdc_platform.destinations.postgres.typemap import copy_type, pg_column, pg_type, pg_value
 from cdc_platform.destinations.state import (
@@ -621,12 +621,45 @@ class _Store:
         are staged and only the keys of rows that differ come back, few for a rerun."""
         if not len(fresh):
             return set()
+        stage, same = self._stage_states(fresh)
+        differ = self.conn.execute(
+            sql.SQL(
+                "SELECT s.k FROM {} s LEFT JOIN {} t ON t._cdc_key = s.k WHERE t._cdc_key IS NULL OR NOT ({})"
+            ).format(stage, self.layout.ident(self.layout.main), same)
+        )
+        return set(fresh.keys.to_pylist()) - {bytes(r[0]) for r in differ}
+
+    def stored_fresh(self, table: Table, fresh: FreshColumns) -> tuple[set[bytes], set[bytes]]:
+        """One round: the candidates' keys, partition keys and state columns are staged, and
+        only the keys of rows *not* stored exactly as they would be written come back, each
+        with whether a row or a partition record is stored for it. After a load (its
+        containment check) and for a rerun or a replica's copy, nothing comes back."""
+        if self.rows_checked_on_write:
+            return stored_and_unchanged(self, table, fresh)
+        if not len(fresh):
+            return set(), set()
+        lay = self.layout
+        stage, same = self._stage_states(fresh)
+        rows = self.conn.execute(
+            sql.SQL(
+                "SELECT s.k, t._cdc_key IS NOT NULL OR p._cdc_pk IS NOT NULL FROM {} s "
+                "LEFT JOIN {} t ON t._cdc_key = s.k LEFT JOIN {} p ON p._cdc_pk = s.p "
+                "WHERE t._cdc_key IS NULL OR NOT ({})"
+            ).format(stage, lay.ident(lay.main), lay.ident(lay.partitions), same)
+        ).fetchall()
+        keys = set(fresh.keys.to_pylist())
+        same_keys = keys - {bytes(k) for k, _ in rows}
+        return same_keys | {bytes(k) for k, stored in rows if stored}, same_keys
+
+    def _stage_states(self, fresh: FreshColumns) -> tuple[sql.Identifier, sql.Composable]:
+        """Stages the rows' keys, partition keys and state columns (as ``s``) and gives the
+        condition under which a stored row ``t`` holds exactly them."""
         lay = self.layout
         states = [sql.Identifier(lay.state_column(c)) for c in self.table.regular]
         stage = sql.Identifier(f"_cdc_same_{len(states)}")
         self.conn.execute(
             sql.SQL(
-                "CREATE TEMP TABLE IF NOT EXISTS {} (k bytea, {}live bytea, ts bigint) ON COMMIT DROP"
+                "CREATE TEMP TABLE IF NOT EXISTS {} (k bytea, p bytea, {}live bytea, ts bigint) ON COMMIT DROP"
             ).format(
                 stage,
                 sql.SQL("").join(sql.SQL("v{} bytea, ").format(sql.SQL(str(j))) for j in range(len(states))),
@@ -635,7 +668,13 @@ class _Store:
         self.conn.execute(sql.SQL("TRUNCATE {}").format(stage))
         self._copy_columns(
             stage,
-            [fresh.keys, *fresh.versions, fresh.liveness, self.copier.dump_arrow(_BIGINT, fresh.timestamps)],
+            [
+                fresh.keys,
+                fresh.pks,
+                *fresh.versions,
+                fresh.liveness,
+                self.copier.dump_arrow(_BIGINT, fresh.timestamps),
+            ],
         )
         self.conn.execute(sql.SQL("ANALYZE {}").format(stage))
         same = [
@@ -647,12 +686,7 @@ class _Store:
                 for j, c in enumerate(states)
             ),
         ]
-        differ = self.conn.execute(
-            sql.SQL(
-                "SELECT s.k FROM {} s LEFT JOIN {} t ON t._cdc_key = s.k WHERE t._cdc_key IS NULL OR NOT ({})"
-            ).format(stage, lay.ident(lay.main), sql.SQL(" AND ").join(same))
-        )
-        return set(fresh.keys.to_pylist()) - {bytes(r[0]) for r in differ}
+        return stage, sql.SQL(" AND ").join(same)
 
     def load_rows(self, table: Table, ids: Sequence[RowId]) -> dict[RowId, RowState]:
         lay = self.layout
