@@ -13,9 +13,9 @@ path (:func:`plan_change_batch`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -361,29 +361,35 @@ def stored_and_unchanged(
     return stored, store.unchanged(table, fresh.filter(hit))
 
 
-def unchanged_keys(table: Table, fresh: FreshColumns, stored: Iterable[Sequence[Any]]) -> set[bytes]:
+def unchanged_keys(table: Table, fresh: FreshColumns, stored: Sequence[pa.Array]) -> set[bytes]:
     """Keys of fresh rows that are stored exactly as they would be written.
 
-    ``stored`` holds stored rows as :func:`~cdc_platform.destinations.state.decode_row_state`
-    reads them (the key, one state column per regular column, the liveness, the row deletion,
-    ``_cdc_ts``; anything after is ignored). Equal state columns mean equal reconciliation
-    state, so the stored row already contains the change.
+    ``stored`` holds stored rows column by column, as
+    :func:`~cdc_platform.destinations.state.decode_row_state` reads them: the key, one state
+    column per regular column, the liveness, the row deletion, ``_cdc_ts`` (columns after
+    those are ignored); one row per key. Equal state columns (null equal to null) and no row
+    deletion mean equal reconciliation state, so the stored row already contains the change.
+    Compared column by column with Arrow.
     """
-    versions = [v.to_pylist() for v in fresh.versions]
-    liveness = fresh.liveness.to_pylist()
-    stamps = fresh.timestamps.to_pylist()
-    want = {
-        key: (*(col[i] for col in versions), liveness[i], None, stamps[i])
-        for i, key in enumerate(fresh.keys.to_pylist())
-    }
-    width = len(table.regular) + 3
-    out: set[bytes] = set()
-    for record in stored:
-        key = bytes(record[0])
-        got = tuple(bytes(v) if isinstance(v, memoryview) else v for v in record[1 : 1 + width])
-        if want.get(key) == got:
-            out.add(key)
-    return out
+    if not stored or not len(stored[0]) or not len(fresh):
+        return set()
+    binary = pa.binary()
+    n_regular = len(table.regular)
+    keys = stored[0].cast(binary)
+    at = pc.index_in(keys, value_set=fresh.keys)  # each stored row's fresh row (keys are unique)
+    found = at.is_valid()
+    at = at.filter(found)
+
+    def same(want: pa.Array, got: pa.Array) -> pa.Array:
+        want, got = want.take(at), got.filter(found).cast(want.type)
+        equal = pc.fill_null(pc.equal(want, got), False)
+        return pc.or_(equal, pc.and_(want.is_null(), got.is_null()))
+
+    ok = stored[2 + n_regular].filter(found).is_null()  # no row deletion
+    for j, want in enumerate([*fresh.versions, fresh.liveness]):
+        ok = pc.and_(ok, same(want.cast(binary), stored[1 + j]))
+    ok = pc.and_(ok, same(fresh.timestamps.cast(pa.int64()), stored[3 + n_regular]))
+    return set(keys.filter(found).filter(ok).to_pylist())
 
 
 def _scatter(rows: pa.Array, n: int) -> pa.Array:

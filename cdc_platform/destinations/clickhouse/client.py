@@ -279,6 +279,10 @@ class ClickHouseClient(abc.ABC):
         """Runs a query; rows of plain Python values (``String`` as ``bytes``)."""
 
     @abc.abstractmethod
+    def query_columns(self, sql: str) -> list[pa.Array]:
+        """Runs a query; its columns as Arrow arrays (``String`` as binary; scalar columns only)."""
+
+    @abc.abstractmethod
     def insert(self, table: str, columns: Sequence[tuple[str, ChType]], data: Sequence[Any]) -> None:
         """Inserts columns (all the same length) into ``table`` (qualified SQL).
 
@@ -334,6 +338,12 @@ class NativeClient(ClickHouseClient):
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self._connection().execute(sql)]
+
+    def query_columns(self, sql: str) -> list[pa.Array]:
+        import pyarrow as pa
+
+        columns = self._connection().execute(sql, columnar=True)
+        return [pa.array(list(c)) for c in columns]
 
     def insert(self, table: str, columns: Sequence[tuple[str, ChType]], data: Sequence[Any]) -> None:
         if not data or not len(data[0]):
@@ -426,6 +436,10 @@ class ChdbClient(ClickHouseClient):
         table = self._connection().query(sql, "ArrowTable")
         columns = [_plain_column(table.schema.field(i).type, col) for i, col in enumerate(table.columns)]
         return list(zip(*columns, strict=True)) if columns else []
+
+    def query_columns(self, sql: str) -> list[pa.Array]:
+        table = self._connection().query(sql, "ArrowTable")
+        return [col.combine_chunks() for col in table.columns]
 
     def insert(self, table: str, columns: Sequence[tuple[str, ChType]], data: Sequence[Any]) -> None:
         if not data or not len(data[0]):

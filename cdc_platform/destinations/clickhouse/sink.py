@@ -94,7 +94,7 @@ from cdc_platform.destinations.clickhouse.typemap import (
     quote_identifier,
     variants,
 )
-from cdc_platform.destinations.columnar import FreshColumns, stored_and_unchanged, unchanged_keys
+from cdc_platform.destinations.columnar import FreshColumns, unchanged_keys
 from cdc_platform.destinations.state import (
     ClusteringOrder,
     FreshRows,
@@ -809,32 +809,43 @@ class _Store:
                 f"SELECT DISTINCT `_cdc_key` FROM {lay.ident(lay.main)} WHERE `_cdc_key` IN (SELECT k FROM {staged})"
             )
         }
+        out |= self._in_recorded_partitions(staged, keys, pks)
+        # Not in a ``finally``: after a connection loss the table is gone with the session.
+        self.client.execute(f"TRUNCATE TABLE {staged}")
+        return out
+
+    def _in_recorded_partitions(self, staged: str, keys: Sequence[bytes], pks: Sequence[bytes]) -> set[bytes]:
+        """The staged keys whose partition has a stored record."""
+        lay = self.layout
         recorded = {
             bytes(r[0])
             for r in self.client.query(
                 f"SELECT DISTINCT `_cdc_pk` FROM {lay.ident(lay.partitions)} WHERE `_cdc_pk` IN (SELECT p FROM {staged})"
             )
         }
-        # Not in a ``finally``: after a connection loss the table is gone with the session.
-        self.client.execute(f"TRUNCATE TABLE {staged}")
-        if recorded:
-            out.update(k for k, p in zip(keys, pks, strict=True) if p in recorded)
-        return out
+        return {k for k, p in zip(keys, pks, strict=True) if p in recorded} if recorded else set()
 
     def unchanged(self, table: Table, fresh: FreshColumns) -> set[bytes]:
-        if not len(fresh):
-            return set()
-        lay = self.layout
-        staged = self._staged()
-        keys = fresh.keys.to_pylist()
-        self.client.insert(staged, [("k", STRING), ("p", STRING)], [keys, [b""] * len(keys)])
-        where = f"`_cdc_key` IN (SELECT k FROM {staged})"
-        rows = self.client.query(_latest(lay, lay.main, "_cdc_key", self._state_columns(False), where))
-        self.client.execute(f"TRUNCATE TABLE {staged}")
-        return unchanged_keys(table, fresh, rows)
+        return self.stored_fresh(table, fresh)[1] if len(fresh) else set()
 
     def stored_fresh(self, table: Table, fresh: FreshColumns) -> tuple[set[bytes], set[bytes]]:
-        return stored_and_unchanged(self, table, fresh)
+        """One read of the candidates' latest stored versions answers both: the keys read (and
+        those in partitions with a record) are stored; those whose state columns equal the
+        candidates' are unchanged (compared with Arrow, :func:`..columnar.unchanged_keys`)."""
+        if not len(fresh):
+            return set(), set()
+        lay = self.layout
+        staged = self._staged()
+        keys, pks = fresh.keys.to_pylist(), fresh.pks.to_pylist()
+        self.client.insert(staged, [("k", STRING), ("p", STRING)], [keys, pks])
+        where = f"`_cdc_key` IN (SELECT k FROM {staged})"
+        rows = self.client.query_columns(
+            _latest(lay, lay.main, "_cdc_key", self._state_columns(False), where)
+        )
+        in_recorded = self._in_recorded_partitions(staged, keys, pks)
+        self.client.execute(f"TRUNCATE TABLE {staged}")
+        stored = set(rows[0].cast(pa.binary()).to_pylist()) if rows else set()
+        return stored | in_recorded, unchanged_keys(table, fresh, rows)
 
     def load_partition_rows(self, table: Table, pks: Sequence[Key] | None) -> dict[RowId, RowState]:
         lay = self.layout
