@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import inspect
 import io
 import os
 import sys
@@ -49,11 +50,12 @@ def timing(owner: Any, name: str, label: str) -> Iterator[None]:
         finally:
             TIMES[label] += time.perf_counter() - started
 
-    setattr(owner, name, timed)
+    static = isinstance(inspect.getattr_static(owner, name), staticmethod)
+    setattr(owner, name, staticmethod(timed) if static else timed)
     try:
         yield
     finally:
-        setattr(owner, name, original)
+        setattr(owner, name, staticmethod(original) if static else original)
 
 
 def stages(
@@ -173,12 +175,10 @@ def main() -> None:
             "history",
             prepared,
             [
-                (ts_sink, "history_columns", "rows column-wise (hash, document, keys)"),
-                (
-                    ts_sink.TimescaleDestination,
-                    "_insert_history",
-                    "stored-id lookup and COPY into the history",
-                ),
+                (ts_sink, "timed_rows", "plain rows column-wise (hashed ids, keys, write times)"),
+                (ts_sink.TimescaleDestination, "_stored_ids", "stored-id lookup"),
+                (ts_sink, "history_columns", "documents and columns of the new rows"),
+                (ts_sink.TimescaleDestination, "_copy_history", "COPY into the history (client and server)"),
             ],
         )
         layout, _ = history._history(table)
@@ -199,10 +199,21 @@ def main() -> None:
             prepared,
             [
                 (columnar, "fresh_columns", "select and encode fresh rows"),
-                (ch_sink._Store, "stored_keys", "stored-key check"),
+                (
+                    ch_sink._Store,
+                    "stored_fresh",
+                    "stored-version read (which keys are stored, which unchanged)",
+                ),
                 (ch_sink._Store, "write_columns", "insert of fresh rows"),
             ],
         )
+    # The load stage's metadata (distinct changes and partitions of each batch), per destination.
+    from cdc_platform.destinations.identity import batch_identity
+
+    started = time.perf_counter()
+    for batch in prepared:
+        batch_identity(table, batch)
+    rows.append(("load stage: distinct changes and partitions of the batch", time.perf_counter() - started))
     print("| stage | µs per change |")
     print("|---|---|")
     for label, seconds in rows:

@@ -14,7 +14,7 @@ of a batch) use it; tests compare every id with ``change_id``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
@@ -56,8 +56,9 @@ class PlainRows:
     """A batch's plain row changes, column-wise.
 
     Attributes:
-        mask: over the whole batch, which changes these are.
-        rows: those changes (the batch's rows, filtered).
+        positions: each row's position in the batch.
+        total: how many changes the batch holds.
+        rows: those changes (the batch's rows at ``positions``).
         cells: per simple column with a cell in any of them, in column-name order.
         when: each change's write time, its greatest write or deletion timestamp (µs; null
             where it has none).
@@ -67,7 +68,8 @@ class PlainRows:
         ids: change ids, 16 bytes each (``uuid.UUID.bytes`` of ``change_id``).
     """
 
-    mask: pa.Array
+    positions: np.ndarray
+    total: int
     rows: pa.Table
     cells: list[Cells]
     when: pa.Array
@@ -81,6 +83,44 @@ class PlainRows:
 
     def column(self, name: str) -> pa.Array:
         return self.rows.column(name).combine_chunks()
+
+    def others(self) -> np.ndarray:
+        """A boolean mask of the batch's changes that are not these rows."""
+        out = np.ones(self.total, dtype=bool)
+        out[self.positions] = False
+        return out
+
+    def take(self, index: Sequence[int] | np.ndarray) -> PlainRows:
+        """These rows only, in this order."""
+        at = np.asarray(index, dtype=np.int64)
+        taken = pa.array(at)
+
+        def pick(a: pa.Array) -> pa.Array:
+            return a.take(taken)
+
+        cells = [
+            Cells(
+                x.column,
+                pick(x.present),
+                pick(x.value),
+                pick(x.timestamp),
+                pick(x.ttl),
+                pick(x.local_deletion_time),
+                pick(x.deleted),
+            )
+            for x in self.cells
+        ]
+        return PlainRows(
+            self.positions[at],
+            self.total,
+            self.rows.take(taken),
+            cells,
+            pick(self.when),
+            [pick(a) for a in self.ints],
+            pick(self.pk),
+            self.ck if isinstance(self.ck, bytes) else pick(self.ck),
+            [self.ids[i] for i in at],
+        )
 
 
 def plain_rows(table: Table, data: pa.Table) -> PlainRows | None:
@@ -154,7 +194,8 @@ def plain_rows(table: Table, data: pa.Table) -> PlainRows | None:
     ]
     head = encode_key((table.keyspace.encode(), table.name.encode(), b"row"))
     content = join([head, pk, ck, *[maybe(decimal(v), sized, _NULL) for v in ints], _NULL * 2, *hashed])
-    return PlainRows(ok, rows, cells, when, ints, pk, ck, _ids(content))
+    positions = np.flatnonzero(ok.to_numpy(zero_copy_only=False))
+    return PlainRows(positions, n, rows, cells, when, ints, pk, ck, _ids(content))
 
 
 def batch_identity(table: Table, batch: ChangeBatch) -> tuple[set[bytes], set[bytes]]:
@@ -163,13 +204,13 @@ def batch_identity(table: Table, batch: ChangeBatch) -> tuple[set[bytes], set[by
     plain = plain_rows(table, batch.data)
     ids: set[bytes] = set()
     pks: set[bytes] = set()
-    rest: pa.Array | None = None
+    rest: np.ndarray | None = None
     if plain is not None:
         ids.update(plain.ids)
         pks.update(plain.pk.to_pylist())
-        rest = pc.invert(plain.mask)
-    if rest is None or pc.any(rest).as_py():
-        others = batch if rest is None else ChangeBatch(table, batch.data.filter(rest))
+        rest = plain.others()
+    if rest is None or rest.any():
+        others = batch if rest is None else ChangeBatch(table, batch.data.filter(pa.array(rest)))
         for c in others.to_changes():
             ids.add(change_id(table, c).bytes)
             pks.add(encode_key(partition_bytes(table, c.partition_key)))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import pyarrow.compute as pc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -37,9 +36,16 @@ def _check(table: Table, changes: list[RowChange]) -> None:
     plain = plain_rows(table, batch.data)
     if plain is not None:
         # Row by row, not only as sets: each plain row's id is its own change's.
-        chosen = [c for c, m in zip(staged, plain.mask.to_pylist(), strict=True) if m]
+        chosen = [staged[i] for i in plain.positions]
+        assert plain.others().tolist() == [i not in set(plain.positions) for i in range(len(staged))]
         assert plain.ids == [change_id(table, c).bytes for c in chosen]
         assert plain.pk.to_pylist() == [encode_key(partition_bytes(table, c.partition_key)) for c in chosen]
+        back = plain.take(list(range(len(plain)))[::-1])  # taken rows keep their ids and places
+        assert (back.ids, back.positions.tolist()) == (plain.ids[::-1], plain.positions.tolist()[::-1])
+        assert (
+            back.pk.to_pylist() == plain.pk.to_pylist()[::-1]
+            and back.others().tolist() == plain.others().tolist()
+        )
 
 
 @SETTINGS
@@ -78,7 +84,7 @@ def test_plain_rows_are_most_of_a_load(data: Any) -> None:
     ]
     batch = ChangeBatch.from_changes(PLAIN, changes + changes[: n // 2])
     plain = plain_rows(PLAIN, batch.data)
-    assert plain is not None and pc.all(plain.mask).as_py()
+    assert plain is not None and not plain.others().any()
     ids, pks = batch_identity(PLAIN, batch)
     assert (len(ids), len(pks)) == (n, min(n, 7))
 

@@ -31,7 +31,7 @@ from cdc_platform.changes.records import ChangeKind, RowChange, changes_of_updat
 from cdc_platform.commitlog.build import UpdateBuilder, timeuuid_for
 from cdc_platform.destinations.base import DestinationError
 from cdc_platform.destinations.postgres.copy import ColumnCopy
-from cdc_platform.destinations.timescaledb.columnar import history_columns
+from cdc_platform.destinations.timescaledb.columnar import history_columns, timed_rows
 from cdc_platform.destinations.timescaledb.sink import (
     CurrentStateDisabledError,
     HistoryLayout,
@@ -816,15 +816,45 @@ def test_plain_inserts_take_the_column_wise_path(ts: TimescaleDestination) -> No
         )
     ]
     layout, _ = ts._history(PLAIN)
-    rows, rest = history_columns(
-        layout, ChangeBatch.from_changes(PLAIN, changes).data, "", ColumnCopy(ts._connection())
-    )
-    assert rows is not None and len(rows) == 19
+    plain, rest = timed_rows(PLAIN, ChangeBatch.from_changes(PLAIN, changes).data)
+    assert plain is not None and len(plain) == 20 and not rest.any()
+    rows, left = history_columns(layout, plain, "", ColumnCopy(ts._connection()))
+    assert len(rows) == 19
     # The one whose text jsonb cannot hold (U+0000) keeps its raw bytes: history_row's job.
-    assert [i for i, r in enumerate(rest.to_pylist()) if r] == [3]
+    assert left.tolist() == [3]
     assert [uuid_bytes for uuid_bytes in rows.ids] == [
         change_id(PLAIN, c).bytes for i, c in enumerate(changes) if i != 3
     ]
+
+
+def test_a_replica_copy_renders_no_document(
+    ts: TimescaleDestination, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plain row changes are looked up by id first: documents are rendered only for new ones."""
+    from cdc_platform.destinations.timescaledb import sink
+
+    changes = [
+        c
+        for i in range(10)
+        for c in changes_of_update(
+            UpdateBuilder(PLAIN, {"id": i}, now=NOW).insert({}, {"name": f"n{i}"}, 10 + i).build()
+        )
+    ]
+    rendered: list[int] = []
+    original = sink.history_columns
+
+    def counting(layout: Any, plain: Any, *args: Any) -> Any:
+        rendered.append(len(plain))
+        return original(layout, plain, *args)
+
+    monkeypatch.setattr(sink, "history_columns", counting)
+    ts.apply_batch(PLAIN, ChangeBatch.from_changes(PLAIN, changes[:6]))
+    copy = ChangeBatch.from_changes(PLAIN, _provenance(changes, "node2", 9))
+    assert ts.apply_batch(PLAIN, copy).rows_written == 4
+    assert rendered == [6, 4]
+    assert ts.apply_batch(PLAIN, copy).rows_written == 0
+    assert rendered == [6, 4]
+    assert {r.change_id.bytes for r in ts.history(PLAIN)} == {change_id(PLAIN, c).bytes for c in changes}
 
 
 def test_varints_with_more_digits_than_pythons_default_limit(ts: TimescaleDestination) -> None:

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from cdc_platform.changes.arrow import column_values, field_name
 from cdc_platform.destinations.columnar import Part, fixed_width, join, null_unless
-from cdc_platform.destinations.identity import decimal, either, only, plain_rows
+from cdc_platform.destinations.identity import PlainRows, decimal, either, only, plain_rows
 from cdc_platform.destinations.postgres.copy import PG_EPOCH_DAYS
 from cdc_platform.schema.render import quote_json_string
 from cdc_platform.schema.types import CqlType, NativeType
@@ -32,6 +32,7 @@ from cdc_platform.schema.types import CqlType, NativeType
 if TYPE_CHECKING:
     from cdc_platform.destinations.postgres.copy import ColumnCopy
     from cdc_platform.destinations.timescaledb.sink import HistoryLayout
+    from cdc_platform.schema.model import Table
 
 _PG_EPOCH_US = PG_EPOCH_DAYS * 86_400_000_000  # PostgreSQL's epoch in µs since 1970-01-01
 _GREGORIAN_CUTOVER_MS = -12_219_292_800_000  # 1582-10-15: numpy's calendar and Java's agree from here
@@ -56,11 +57,6 @@ class HistoryColumns:
 
     def __len__(self) -> int:
         return len(self.ids)
-
-    def months(self) -> set[tuple[int, int]]:
-        """The (year, month) of every row's ``_cdc_time`` (UTC): the partitions the rows need."""
-        since_1970 = np.unique(self.micros.astype("datetime64[us]").astype("datetime64[M]").astype(np.int64))
-        return {(1970 + int(m) // 12, int(m) % 12 + 1) for m in since_1970}
 
     def take(self, rows: Sequence[int] | np.ndarray) -> HistoryColumns:
         """These rows only, in this order."""
@@ -133,26 +129,49 @@ def _json_values(cql_type: CqlType, values: pa.Array) -> tuple[pa.Array, pa.Arra
     return pa.array(rendered, pa.binary()), pa.array(fine, pa.bool_())
 
 
+def timed_rows(table: Table, data: pa.Table) -> tuple[PlainRows | None, np.ndarray]:
+    """The batch's plain row changes that have a write time (:func:`..identity.plain_rows`), and
+    a boolean mask of its other changes (for ``history_row``, which reports a change without
+    any timestamp)."""
+    plain = plain_rows(table, data)
+    if plain is None:
+        return None, np.ones(data.num_rows, dtype=bool)
+    timed = plain.when.is_valid().to_numpy(zero_copy_only=False)
+    if not timed.all():
+        plain = plain.take(np.flatnonzero(timed))
+    return plain, plain.others()
+
+
+def write_times(plain: PlainRows) -> np.ndarray:
+    """Each row's write time (µs), clamped as ``_cdc_time`` stores it (rows with a time only)."""
+    from cdc_platform.destinations.timescaledb.sink import _MAX_US, _MIN_US
+
+    return np.clip(plain.when.to_numpy(zero_copy_only=False).astype(np.int64), _MIN_US, _MAX_US)
+
+
+def months_of(micros: np.ndarray) -> set[tuple[int, int]]:
+    """The (year, month) of each time (µs since 1970, UTC): the partitions rows at them need."""
+    since_1970 = np.unique(micros.astype("datetime64[us]").astype("datetime64[M]").astype(np.int64))
+    return {(1970 + int(m) // 12, int(m) % 12 + 1) for m in since_1970}
+
+
 def history_columns(
-    layout: HistoryLayout, data: pa.Table, batch: str, copier: ColumnCopy
-) -> tuple[HistoryColumns | None, pa.Array]:
-    """History rows of the batch's plain row changes (:func:`..identity.plain_rows`), column-wise.
+    layout: HistoryLayout, plain: PlainRows, batch: str, copier: ColumnCopy
+) -> tuple[HistoryColumns, np.ndarray]:
+    """History rows of plain row changes with a write time (:func:`timed_rows`), column-wise.
 
     Returns:
-        The rows (``None`` when the table cannot have any), and a boolean mask of the batch's
-        changes left for ``history_row``.
+        The rows, the first copy of each change; and the positions (in ``plain``) of the
+        changes left for ``history_row``: those whose document jsonb cannot hold as rendered
+        here (text with U+0000, numbers beyond its range, …).
     """
-    from cdc_platform.destinations.timescaledb.sink import _MAX_US, _MIN_US
     from cdc_platform.schema.types import native
 
     table = layout.table
-    plain = plain_rows(table, data)
-    if plain is None:
-        return None, pa.array(np.ones(data.num_rows, dtype=bool))
     m = len(plain)
     col = plain.column
     when = plain.when
-    usable = when.is_valid()  # no timestamp at all: history_row reports it
+    usable = pa.array(np.ones(m, dtype=bool))
     # Document entries: each cell's value and what sets it apart from a plain live cell
     # written at the row's write time.
     entries: list[Part] = []
@@ -181,11 +200,8 @@ def history_columns(
         if fine[i]:
             first.setdefault(cid, i)
     keep = np.fromiter(sorted(first.values()), dtype=np.int64, count=len(first))
-    ok = plain.mask
-    rest = pc.invert(ok).to_numpy(zero_copy_only=False).copy()
-    rest[np.flatnonzero(ok.to_numpy(zero_copy_only=False))[~fine]] = True
 
-    micros = np.clip(when.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64), _MIN_US, _MAX_US)
+    micros = write_times(plain)
     document = join([b"\x01{", *entries, b"}"]) if entries else _const(m, b"\x01{}")  # jsonb, format 1
     bigint, integer = native("bigint"), native("int")
     ints = plain.ints
@@ -211,7 +227,7 @@ def history_columns(
         _const(m, batch.encode()) if batch else pa.nulls(m, pa.binary()),
     ]
     out = HistoryColumns(ids, micros, columns)
-    return (out.take(keep) if len(keep) < m else out), pa.array(rest)
+    return (out.take(keep) if len(keep) < m else out), np.flatnonzero(~fine)
 
 
 def pg_times(micros: np.ndarray) -> pa.Array:

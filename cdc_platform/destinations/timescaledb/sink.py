@@ -102,7 +102,6 @@ from typing import Any
 import numpy as np
 import psycopg
 import pyarrow as pa
-import pyarrow.compute as pc
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
@@ -133,7 +132,7 @@ from cdc_platform.destinations.base import (
     check_supported,
 )
 from cdc_platform.destinations.columnar import fixed_width, plan_change_batch
-from cdc_platform.destinations.identity import plain_rows
+from cdc_platform.destinations.identity import PlainRows
 from cdc_platform.destinations.postgres.copy import ColumnCopy
 from cdc_platform.destinations.postgres.sink import (
     META_SCHEMA,
@@ -146,7 +145,14 @@ from cdc_platform.destinations.postgres.sink import (
 )
 from cdc_platform.destinations.postgres.typemap import copy_type, pg_type, pg_value
 from cdc_platform.destinations.state import WritePlan, encode_key, plan_batch
-from cdc_platform.destinations.timescaledb.columnar import HistoryColumns, history_columns, pg_times
+from cdc_platform.destinations.timescaledb.columnar import (
+    HistoryColumns,
+    history_columns,
+    months_of,
+    pg_times,
+    timed_rows,
+    write_times,
+)
 from cdc_platform.gc_pause import paused_gc
 from cdc_platform.schema.model import Column, Table
 from cdc_platform.schema.render import quote_json_string, to_json
@@ -1035,28 +1041,28 @@ class TimescaleDestination(PostgresDestination):
     def apply_batch(self, table: Table, changes: ChangeBatch, *, batch: str = "") -> ApplyResult:
         """:meth:`apply` for a staged change batch: history rows of plain row changes and the
         current state's fresh rows are built from its columns (:mod:`.columnar`,
-        :mod:`..columnar`), the other changes as objects."""
-        columns: HistoryColumns | None = None
+        :mod:`..columnar`), the other changes as objects. A plain row change's document is
+        rendered only once its id is known to be new."""
+        plain: PlainRows | None = None
         others: Sequence[RowChange] = ()
         if self.with_history:
-            columns, others = self._split_batch(table, changes, batch)
+            plain, others = self._split_batch(table, changes)
         return self._apply_history(
             table,
             len(changes),
             batch,
             others,
-            columns,
+            plain,
             lambda store: plan_change_batch(table, changes, store),
         )
 
     def _split_batch(
-        self, table: Table, changes: ChangeBatch, batch: str
-    ) -> tuple[HistoryColumns | None, Sequence[RowChange]]:
-        """A batch's history rows built column-wise, and the changes left for :func:`history_row`."""
-        history, _ = self._history(table)
-        columns, rest = history_columns(history, changes.data, batch, ColumnCopy(self._connection()))
-        others = ChangeBatch(table, changes.data.filter(rest)).to_changes() if pc.any(rest).as_py() else []
-        return columns, others
+        self, table: Table, changes: ChangeBatch
+    ) -> tuple[PlainRows | None, Sequence[RowChange]]:
+        """A batch's plain row changes with a write time (column-wise), and the other changes."""
+        plain, rest = timed_rows(table, changes.data)
+        others = ChangeBatch(table, changes.data.filter(pa.array(rest))).to_changes() if rest.any() else []
+        return plain, others
 
     def _rows_of(
         self,
@@ -1094,10 +1100,10 @@ class TimescaleDestination(PostgresDestination):
         count: int,
         batch: str,
         changes: Sequence[RowChange],
-        columns: HistoryColumns | None,
+        plain: PlainRows | None,
         plan_of: Callable[[_Store], WritePlan],
     ) -> ApplyResult:
-        """Writes history rows (``changes`` as objects, ``columns`` column-wise) and the state."""
+        """Writes history rows (``changes`` as objects, ``plain`` column-wise) and the state."""
         started = time.perf_counter()
         state = self._state(table) if self.with_current_state else None
         rows: dict[uuid.UUID, _Row] = {}
@@ -1108,8 +1114,8 @@ class TimescaleDestination(PostgresDestination):
             history, partitioned = self._history(table)
             rows = self._rows_of(table, changes, batch)
             months = {month_of(r.time) for r in rows.values()}
-            if columns is not None:
-                months |= columns.months()
+            if plain is not None:
+                months |= months_of(write_times(plain))
             if partitioned and months:
                 layout = history
                 created, retried = self._run(
@@ -1122,8 +1128,8 @@ class TimescaleDestination(PostgresDestination):
 
         def transaction(conn: psycopg.Connection[Any]) -> tuple[int, int, int]:
             inserted = 0
-            if history is not None and (rows or (columns is not None and len(columns))):
-                inserted = self._insert_history(conn, history, list(rows.values()), columns)
+            if history is not None and (rows or (plain is not None and len(plain))):
+                inserted = self._insert_history(conn, history, list(rows.values()), plain, batch)
             state_rows = state_parts = 0
             if state is not None:
                 plan = write_planned(conn, state, self.name, plan_of)
@@ -1177,35 +1183,41 @@ class TimescaleDestination(PostgresDestination):
         conn: psycopg.Connection[Any],
         layout: HistoryLayout,
         rows: list[_Row],
-        dumped: HistoryColumns | None = None,
+        plain: PlainRows | None = None,
+        batch: str = "",
     ) -> int:
-        """Inserts the history rows not stored yet (``rows`` as objects, ``dumped`` column-wise).
+        """Inserts the history rows not stored yet (``rows`` as objects, ``plain`` column-wise).
 
         Under the table's advisory lock, which every writer of the history takes: the rows'
         (change id, time) pairs are staged and the stored ones looked up through the unique
-        index, and only the new rows are COPYed, straight into the history (replica copies and
-        replays cost the lookup only). Should a stored row slip through all the same (a
-        writer that does not take the lock), the unique constraint refuses the COPY, a
-        savepoint undoes it, and every row goes through a staging table and
-        ``INSERT … ON CONFLICT DO NOTHING``.
+        index, and only the new rows are built (documents rendered) and COPYed, straight into
+        the history (replica copies and replays cost the ids and the lookup). Should a stored
+        row slip through all the same (a writer that does not take the lock), the unique
+        constraint refuses the COPY, a savepoint undoes it, and every row goes through a
+        staging table and ``INSERT … ON CONFLICT DO NOTHING``.
         """
         conn.execute(
             "SELECT pg_advisory_xact_lock(%s)", (_lock_id(f"history:{layout.schema}.{layout.name}"),)
         )
-        dumped = dumped if dumped is not None and len(dumped) else None
+        plain = plain if plain is not None and len(plain) else None
         stored = self._stored_ids(
-            conn, layout, rows, dumped.ids if dumped else (), dumped.micros if dumped else None
+            conn, layout, rows, plain.ids if plain else (), write_times(plain) if plain else None
         )
         new_rows = [r for r in rows if r.change_id.bytes not in stored]
-        new_dumped = dumped
-        if dumped is not None and stored:
-            new_dumped = dumped.take([i for i, cid in enumerate(dumped.ids) if cid not in stored])
-        count = len(new_rows) + (len(new_dumped) if new_dumped is not None else 0)
+        dumped: HistoryColumns | None = None
+        if plain is not None:
+            new = plain.take([i for i, cid in enumerate(plain.ids) if cid not in stored]) if stored else plain
+            if len(new):
+                dumped, left = history_columns(layout, new, batch, ColumnCopy(conn))
+                if len(left):  # documents jsonb cannot hold as rendered column-wise
+                    changes = ChangeBatch(layout.table, new.rows.take(pa.array(left))).to_changes()
+                    new_rows += self._rows_of(layout.table, changes, batch).values()
+        count = len(new_rows) + (len(dumped) if dumped is not None else 0)
         if not count:
             return 0
         try:
             with conn.transaction():
-                self._copy_history(conn, layout, layout.ident(), new_rows, new_dumped)
+                self._copy_history(conn, layout, layout.ident(), new_rows, dumped)
             return count
         except psycopg.errors.UniqueViolation:
             log.warning(
@@ -1227,7 +1239,7 @@ class TimescaleDestination(PostgresDestination):
             sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(stage, defs)
         )
         conn.execute(sql.SQL("TRUNCATE {}").format(stage))
-        self._copy_history(conn, layout, stage, rows, dumped)
+        self._copy_history(conn, layout, stage, new_rows, dumped)
         cur = conn.execute(
             sql.SQL(
                 "INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT (_cdc_change_id, _cdc_time) DO NOTHING"
@@ -1321,22 +1333,9 @@ class TimescaleDestination(PostgresDestination):
         if self.with_history and len(changes):
             # Plain row changes by their ids and write times, computed column-wise as a load
             # computes them (no documents needed); the others as history rows.
-            plain = plain_rows(table, changes.data)
-            rest = pa.array(np.ones(len(changes), dtype=bool))
-            ids: list[bytes] = []
-            micros = np.zeros(0, dtype=np.int64)
-            if plain is not None:
-                timed = plain.when.is_valid().to_numpy(zero_copy_only=False)
-                mask = plain.mask.to_numpy(zero_copy_only=False)
-                left = ~mask  # other changes, and plain ones without a time (history_row reports them)
-                left[np.flatnonzero(mask)[~timed]] = True
-                rest = pa.array(left)
-                ids = [cid for cid, t in zip(plain.ids, timed, strict=True) if t]
-                when = plain.when.drop_null().to_numpy(zero_copy_only=False).astype(np.int64)
-                micros = np.clip(when, _MIN_US, _MAX_US)
-            others = (
-                ChangeBatch(table, changes.data.filter(rest)).to_changes() if pc.any(rest).as_py() else []
-            )
+            plain, others = self._split_batch(table, changes)
+            ids = plain.ids if plain is not None else []
+            micros = write_times(plain) if plain is not None else None
             missing = self._missing_history(table, others, ids, micros)
         if self.with_current_state:
             self._state(table)
