@@ -1,9 +1,9 @@
 """Where a load's time goes, per change: the figures behind docs/benchmarks.md "Loading: where the time goes".
 
 Loads the load benchmark's narrow changes (``bench_load.py``) into PostgreSQL (current state)
-and the TimescaleDB history on the embedded PostgreSQL (or $CDC_BENCH_POSTGRES_URL), and into
-chdb, with
-timers around each stage of ``apply_batch``, then measures the server's share of the write:
+and the TimescaleDB history on the embedded PostgreSQL (or $CDC_BENCH_POSTGRES_URL), into chdb
+and into a ClickHouse server (a private /usr/sbin/clickhouse-server, or
+$CDC_BENCH_CLICKHOUSE_URL), with timers around each stage of ``apply_batch``, then measures the server's share of the write:
 the rows just loaded are read back as binary COPY data and COPYed into an empty copy of the
 table (with and without its secondary index), next to the same for the raw rows.
 
@@ -33,7 +33,7 @@ import bench_load
 
 from cdc_platform.destinations.postgres import sink as pg_sink
 from cdc_platform.destinations.timescaledb import sink as ts_sink
-from cdc_platform_tests.servers import embedded_postgres_url
+from cdc_platform_tests.servers import clickhouse_server, embedded_postgres_url
 
 TIMES: defaultdict[str, float] = defaultdict(float)
 
@@ -137,13 +137,21 @@ def main() -> None:
     )
     parser.add_argument("--changes", type=int, default=200_000)
     parser.add_argument("--postgres", default=os.environ.get("CDC_BENCH_POSTGRES_URL"))
+    parser.add_argument(
+        "--clickhouse",
+        default=os.environ.get("CDC_BENCH_CLICKHOUSE_URL"),
+        help="a ClickHouse server URL; default: start /usr/sbin/clickhouse-server privately",
+    )
     args = parser.parse_args()
     n = args.changes
     prepared = list(bench_load.batches(n, 50_000))
     table = bench_load.TABLE
     from cdc_platform.destinations import columnar
 
-    with tempfile.TemporaryDirectory(prefix="load_breakdown_", ignore_cleanup_errors=True) as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="load_breakdown_", ignore_cleanup_errors=True) as tmp,
+        contextlib.ExitStack() as stack,
+    ):
         url = args.postgres or embedded_postgres_url(Path(tmp) / "postgres")
         prefix = f"breakdown{int(time.time())}_"
         pg = pg_sink.PostgresDestination(url, schema_prefix=prefix)
@@ -205,6 +213,21 @@ def main() -> None:
                     "stored-version read (which keys are stored, which unchanged)",
                 ),
                 (ch_sink._Store, "write_columns", "insert of fresh rows"),
+            ],
+        )
+        # The ClickHouse server (clickhouse-server 18.16 here) through clickhouse-driver.
+        from cdc_platform.destinations.clickhouse.client import NativeClient
+
+        ch_url = args.clickhouse or stack.enter_context(clickhouse_server(Path(tmp) / "clickhouse"))
+        rows += stages(
+            ClickHouseDestination(ch_url, database_prefix=prefix),
+            "clickhouse server",
+            prepared,
+            [
+                (columnar, "fresh_columns", "select and encode fresh rows"),
+                (ch_sink._Store, "stored_fresh", "stored-version read"),
+                (ch_sink._Store, "write_columns", "insert of fresh rows"),
+                (NativeClient, "insert", "clickhouse-driver inserts (Python values, native protocol)"),
             ],
         )
     # The load stage's metadata (distinct changes and partitions of each batch), per destination.
