@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -925,3 +926,48 @@ def test_pending_batch_counts_a_change_no_load_can_store_as_pending(ts: Timescal
     odd = RowChange(ChangeKind.ROW, "ks", "plain", {"id": 1}, {}, ())
     ts.ensure_table(PLAIN)
     assert ts.pending(PLAIN, [odd]) == ts.pending_batch(PLAIN, ChangeBatch.from_changes(PLAIN, [odd])) == 1
+
+
+def test_repeated_values_are_rendered_once_and_as_each_alone() -> None:
+    """A column repeating few distinct values renders each once; the texts equal rendering
+    every value by itself, with values of equal numbers but different bits (``-0.0`` and
+    ``0.0``, NaN payloads) kept apart, and nulls null."""
+    import struct
+    import uuid
+    from decimal import Decimal
+
+    from cdc_platform.changes.arrow import column_values
+    from cdc_platform.destinations.columnar import column_of
+    from cdc_platform.destinations.timescaledb import columnar
+    from cdc_platform.destinations.timescaledb.sink import _safe
+
+    schema = parse_schema(
+        """
+        CREATE KEYSPACE r WITH replication = {'class': 'SimpleStrategy', 'replication_factor': '1'};
+        CREATE TABLE r.t (id int PRIMARY KEY, d double, f float, m decimal, u uuid)
+            WITH ID = 00000000-0000-1000-8000-000000000301;
+        """
+    )
+    table = schema.table("r.t")
+    nan2 = struct.unpack(">d", bytes.fromhex("7ff8000000000002"))[0]
+    choices = {
+        "d": [0.1, -0.0, 0.0, math.nan, nan2, 1e300, 2.5, None],
+        "f": [0.1, -0.0, 0.0, math.inf, 3.25, None],
+        "m": [Decimal("1.50"), Decimal("1.5"), Decimal("-0"), Decimal("1E+400"), None],
+        "u": [uuid.UUID(int=1), uuid.UUID(int=2), None],
+    }
+    rng = random.Random(7)
+    changes = []
+    for i in range(300):
+        values = {c: rng.choice(v) for c, v in choices.items()}
+        update = UpdateBuilder(table, {"id": i}, now=NOW).insert({}, values, 10 + i).build()
+        changes += changes_of_update(update)
+    data = ChangeBatch.from_changes(table, changes).data
+    for name in ("d", "f", "m", "u"):
+        column = table.by_name[name]
+        values = pc.struct_field(column_of(data, name), "value")
+        assert columnar._repeated(values) is not None, name
+        texts, fine = columnar._json_values(column.type, values)
+        alone = [None if v is None else _safe(column.type, v) for v in column_values(column.type, values)]
+        assert texts.to_pylist() == [None if a is None else a[0].encode() for a in alone], name
+        assert fine.to_pylist() == [a is None or a[1] is None for a in alone], name

@@ -116,6 +116,11 @@ def _json_values(cql_type: CqlType, values: pa.Array) -> tuple[pa.Array, pa.Arra
             chars[:, 10] = ord(" ")
             quoted = join([b'"', fixed_width(chars.tobytes(), 23, n), b'Z"'])
             return (null_unless(quoted, values.is_valid()) if values.null_count else quoted), everywhere
+    repeated = _repeated(values)
+    if repeated is not None:  # each distinct value rendered once
+        indices, firsts = repeated
+        texts, fine_ones = _json_values(cql_type, values.take(firsts))
+        return texts.take(indices), pc.fill_null(fine_ones.take(indices), True)
     rendered: list[bytes | None] = []
     fine: list[bool] = []
     for v in column_values(cql_type, values):
@@ -127,6 +132,25 @@ def _json_values(cql_type: CqlType, values: pa.Array) -> tuple[pa.Array, pa.Arra
         rendered.append(text.encode())
         fine.append(raw is None)
     return pa.array(rendered, pa.binary()), pa.array(fine, pa.bool_())
+
+
+def _repeated(values: pa.Array) -> tuple[pa.Array, pa.Array] | None:
+    """For a column that repeats values (at most half of them distinct): each value's index
+    among the distinct ones (null for null) and each distinct value's first position, equal
+    meaning equal bits (``-0.0`` and ``0.0``, or two NaNs, are distinct: Java prints them
+    apart); ``None`` when not worth it or the type cannot be dictionary-encoded."""
+    if len(values) < 64:
+        return None
+    bits = values
+    if pa.types.is_floating(values.type):
+        bits = values.view(pa.int64() if values.type.bit_width == 64 else pa.int32())
+    try:
+        encoded = bits.dictionary_encode()
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+        return None
+    if 2 * len(encoded.dictionary) > len(values):
+        return None
+    return encoded.indices, pc.index_in(encoded.dictionary, value_set=bits)
 
 
 def timed_rows(table: Table, data: pa.Table) -> tuple[PlainRows | None, np.ndarray]:
