@@ -971,3 +971,24 @@ def test_repeated_values_are_rendered_once_and_as_each_alone() -> None:
         alone = [None if v is None else _safe(column.type, v) for v in column_values(column.type, values)]
         assert texts.to_pylist() == [None if a is None else a[0].encode() for a in alone], name
         assert fine.to_pylist() == [a is None or a[1] is None for a in alone], name
+
+
+def test_a_plain_row_without_any_timestamp_is_left_to_history_row() -> None:
+    """A row change with no cell, liveness or deletion timestamp has no history time:
+    ``timed_rows`` leaves it out of the plain rows (``history_row`` reports it), and
+    ``write_times`` refuses rows taken without that filter."""
+    from cdc_platform.destinations.identity import plain_rows
+    from cdc_platform.destinations.timescaledb.columnar import write_times
+
+    stamped = list(
+        changes_of_update(UpdateBuilder(PLAIN, {"id": 1}, now=NOW).insert({}, {"name": "a"}, 10).build())
+    )
+    bare = dataclasses.replace(stamped[0], partition_key={"id": 2}, cells=(), liveness_timestamp=None)
+    data = ChangeBatch.from_changes(PLAIN, [stamped[0], bare]).data
+    plain, rest = timed_rows(PLAIN, data)
+    assert plain is not None and plain.positions.tolist() == [0] and rest.tolist() == [False, True]
+    assert write_times(plain).tolist() == [10]
+    every = plain_rows(PLAIN, data)
+    assert every is not None and len(every) == 2
+    with pytest.raises(ValueError, match="without a write time"):
+        write_times(every)

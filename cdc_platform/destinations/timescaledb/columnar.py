@@ -170,6 +170,8 @@ def write_times(plain: PlainRows) -> np.ndarray:
     """Each row's write time (µs), clamped as ``_cdc_time`` stores it (rows with a time only)."""
     from cdc_platform.destinations.timescaledb.sink import _MAX_US, _MIN_US
 
+    if plain.when.null_count:
+        raise ValueError("rows without a write time have no history time: take them from timed_rows")
     return np.clip(plain.when.to_numpy(zero_copy_only=False).astype(np.int64), _MIN_US, _MAX_US)
 
 
