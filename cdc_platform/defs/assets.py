@@ -32,7 +32,9 @@ from dagster import (
     Backoff,
     Config,
     ConfigurableIOManager,
+    DagsterInstance,
     DynamicPartitionsDefinition,
+    Failure,
     InputContext,
     Jitter,
     MaterializeResult,
@@ -268,7 +270,9 @@ def build_stage_assets(pipeline: PipelineConfig) -> list[AssetsDefinition]:
         return Output(result.ref, metadata=json_metadata(result.metadata))
 
     assets: list[AssetsDefinition] = [decoded, validated, masked]
-    loads = [_destination_asset(pipeline, d.name, d.kind, d.pool_name) for d in pipeline.destinations]
+    loads = [
+        _destination_asset(pipeline, d.name, d.kind, d.pool_name, d.pool_limit) for d in pipeline.destinations
+    ]
     assets.extend(loads)
     assets.append(_ledger_asset(pipeline))
     return assets
@@ -302,7 +306,9 @@ def _resolve_range(path: Path, config: DecodeRange) -> tuple[int, int | None, bo
     return config.start, end, completed, config.updated_at or mtime
 
 
-def _destination_asset(config: PipelineConfig, name: str, kind: str, pool: str) -> AssetsDefinition:
+def _destination_asset(
+    config: PipelineConfig, name: str, kind: str, pool: str, pool_limit: int | None
+) -> AssetsDefinition:
     schema = config.schema
     tables = list(config.capture)
     keys = {t: destination_table_key(name, t) for t in tables}
@@ -338,6 +344,8 @@ def _destination_asset(config: PipelineConfig, name: str, kind: str, pool: str) 
         pool=pool,
     )
     def load(context: AssetExecutionContext, batch: BatchRef) -> Iterator[Any]:
+        if pool_limit is not None:
+            check_pool(context.instance, pool, pool_limit, name)
         resource = getattr(context.resources, resource_key)
         with resource.open() as destination:
             results = load_stage(context.resources.staging.area(), schema, batch, destination, tables)
@@ -353,6 +361,27 @@ def _destination_asset(config: PipelineConfig, name: str, kind: str, pool: str) 
             )
 
     return load
+
+
+def check_pool(instance: DagsterInstance, pool: str, limit: int, destination: str) -> None:
+    """Refuses to load when the destination's pool allows more concurrent loads than it takes.
+
+    Raises:
+        Failure: (not retried) the pool's limit is above ``limit``.
+    """
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return
+    slots = storage.get_concurrency_info(pool).slot_count
+    if slots > limit:
+        raise Failure(
+            description=(
+                f"pool {pool} allows {slots} concurrent loads into destination {destination}, which "
+                f"takes at most {limit} (concurrent ClickHouse writers of a table would tie row "
+                f"versions and lose changes): run `dagster instance concurrency set {pool} {limit}`"
+            ),
+            allow_retries=False,
+        )
 
 
 def _ledger_asset(config: PipelineConfig) -> AssetsDefinition:

@@ -83,6 +83,18 @@ class DestinationConfig:
         return self.pool or f"cdc_{self.name}"
 
     @property
+    def pool_limit(self) -> int | None:
+        """The concurrent loads the pool must allow at most, or ``None`` for no such bound.
+
+        ClickHouse: one. Two writers of a table would both read a row's stored version ``n``
+        and both write ``n + 1`` (ReplacingMergeTree keeps one of them: the other's changes
+        are lost until a rerun repairs them); loads in one process are serialised by a lock,
+        across run processes only the pool can. PostgreSQL and TimescaleDB take a lock per
+        table in the database, so their pools may allow more.
+        """
+        return 1 if self.kind == "clickhouse" else None
+
+    @property
     def holds_current_state(self) -> bool:
         return self.kind != "timescaledb"
 

@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,15 +60,17 @@ _pools_ready: set[str] = set()
 _pools_lock = threading.Lock()
 
 
-def ensure_pools(instance: DagsterInstance, pools: set[str]) -> None:
-    """Creates the destinations' pools (at the default limit) before any run needs them.
+def ensure_pools(instance: DagsterInstance, pools: Mapping[str, int | None]) -> None:
+    """Creates the destinations' pools before any run needs them: each at its limit, or at
+    the instance's default limit where that is ``None``.
 
     Otherwise the first steps of concurrent runs each create the pool, and on PostgreSQL the
     losers fail: dagster-postgres's insert-then-update runs in a transaction the unique
-    violation has aborted. One sensor process creating them first avoids the race.
+    violation has aborted. One sensor process creating them first avoids the race. Pools that
+    exist are left as they are (limits set with ``dagster instance concurrency set``).
     """
     with _pools_lock:
-        pending = pools - _pools_ready
+        pending = set(pools) - _pools_ready
         if not pending:
             return
         storage = instance.event_log_storage
@@ -77,7 +80,11 @@ def ensure_pools(instance: DagsterInstance, pools: set[str]) -> None:
         existing = storage.get_concurrency_keys()
         for pool in sorted(pending - existing):
             try:
-                storage.initialize_concurrency_limit_to_default(pool)
+                limit = pools[pool]
+                if limit is None:
+                    storage.initialize_concurrency_limit_to_default(pool)
+                else:
+                    storage.set_concurrency_slots(pool, limit)
             except Exception as exc:  # another process made it first: fine
                 log.warning("could not create pool %s (%s); runs will create it", pool, exc)
         _pools_ready.update(pending & storage.get_concurrency_keys())
@@ -182,7 +189,7 @@ def evaluate(
     now = time.time() if now is None else now
     state = json.loads(cursor) if cursor else {}
     node = source.node
-    ensure_pools(instance, {d.pool_name for d in config.destinations})
+    ensure_pools(instance, {d.pool_name: d.pool_limit for d in config.destinations})
     prefix = f"{node}{cdc_raw.PARTITION_SEPARATOR}"
     try:
         states = source.scan()

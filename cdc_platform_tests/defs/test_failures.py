@@ -106,8 +106,10 @@ def test_a_run_killed_during_a_load_is_rerun_to_the_same_result(
     (run,) = instance.get_runs(RunsFilter(tags={"dagster/partition": key}))
     assert run.status == DagsterRunStatus.STARTED
     assert not instance.fetch_materializations(LEDGER_KEY, limit=1).records
-    # Run monitoring marks a run whose process died as failed; here the test does it.
+    # Run monitoring marks a run whose process died as failed, and frees the pool slots its
+    # steps held (free_slots_after_run_end_seconds in dagster.yaml); here the test does both.
     instance.report_run_failed(run)
+    instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
 
     # The sensors request the range again (and everything else); the result is the oracle's.
     local = daemon(platform, instance)

@@ -100,13 +100,40 @@ def test_an_unreadable_snapshot_costs_time_only(tmp_path: Path, fetched: list[in
 
 
 def test_sensors_create_the_pools_before_runs_race_for_them(postgres_instance: DagsterInstance) -> None:
+    from cdc_platform.defs.config import DestinationConfig
     from cdc_platform.defs.sensors import ensure_pools
+    from cdc_platform_tests.defs.conftest import template
 
-    pools = {"cdc_postgres_pooltest", "cdc_clickhouse_pooltest"}
+    postgres = DestinationConfig("postgres_pooltest", "postgres", "X")
+    clickhouse = DestinationConfig("clickhouse_pooltest", "clickhouse", "X")
+    pools = {d.pool_name: d.pool_limit for d in (postgres, clickhouse)} | {"cdc_custom_pooltest": 3}
     storage = postgres_instance.event_log_storage
-    assert not pools & storage.get_concurrency_keys()
+    assert not set(pools) & storage.get_concurrency_keys()
     ensure_pools(postgres_instance, pools)
-    assert pools <= storage.get_concurrency_keys()
-    for pool in pools:
-        info = storage.get_concurrency_info(pool)
-        assert info.slot_count == 2  # dagster.yaml's concurrency.pools.default_limit
+    assert set(pools) <= storage.get_concurrency_keys()
+    slots = {pool: storage.get_concurrency_info(pool).slot_count for pool in pools}
+    assert slots == {
+        "cdc_postgres_pooltest": template()["concurrency"]["pools"]["default_limit"],  # dagster.yaml's: 1
+        "cdc_clickhouse_pooltest": 1,  # one writer per ClickHouse table, whatever the default
+        "cdc_custom_pooltest": 3,
+    }
+    # A pool that exists keeps the limit an operator set.
+    storage.set_concurrency_slots("cdc_clickhouse_pooltest", 2)
+    ensure_pools(postgres_instance, {"cdc_clickhouse_pooltest": 1})
+    assert storage.get_concurrency_info("cdc_clickhouse_pooltest").slot_count == 2
+
+
+def test_a_clickhouse_load_refuses_a_pool_that_allows_two_writers(postgres_instance: DagsterInstance) -> None:
+    from dagster import Failure
+
+    from cdc_platform.defs.assets import check_pool
+
+    storage = postgres_instance.event_log_storage
+    storage.set_concurrency_slots("cdc_clickhouse_checktest", 1)
+    check_pool(postgres_instance, "cdc_clickhouse_checktest", 1, "clickhouse")
+    storage.set_concurrency_slots("cdc_clickhouse_checktest", 2)
+    with pytest.raises(
+        Failure, match="dagster instance concurrency set cdc_clickhouse_checktest 1"
+    ) as failure:
+        check_pool(postgres_instance, "cdc_clickhouse_checktest", 1, "clickhouse")
+    assert failure.value.allow_retries is False
