@@ -195,9 +195,24 @@ def test_schema_evolution_adds_columns_and_keeps_dropped_ones(
                 ("ks", "evo"),
             )
         ]
-    # The dropped column stays (nullable) with its old values and is no longer filled.
+        shown = [
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+                "AND table_name = 'evo$current' ORDER BY ordinal_position",
+                (schema,),
+            )
+        ]
+    # The dropped column stays (nullable) with its old values and is no longer filled; the
+    # view, which shows what Cassandra returns, no longer has it. Both recorded, once.
     assert rows == [(1, "x", 7, None), (2, "y", None, [1])]
+    assert shown == ["id", "a", "b"]
     assert any("added column b" in h for h in history) and any("created table" in h for h in history)
+    assert [h for h in history if "no longer" in h] == [
+        f"column old is no longer in ks.evo: kept in {schema}.evo with the values it had, no longer filled"
+    ]
+    assert f"created view {schema}.evo$current" in history[: len(first)]
+    assert changes[-1] == f"recreated view {schema}.evo$current"
     assert pg.ensure_table(v2) == []  # idempotent
 
 

@@ -471,11 +471,21 @@ class ClickHouseDestination(MergingDestination):
                         destination=self.name,
                         table=table.qualified_name,
                     )
-        if changes or layout.current not in existing:
+        view_exists = layout.current in existing
+        if view_exists:
+            # A column dropped in Cassandra stays in the tables; the view, which shows what
+            # Cassandra returns, loses it. Recorded once: when the view still shows it.
+            wanted = {naming.value_column(c.name) for c in layout.key_columns + table.regular + table.static}
+            changes += [
+                f"column {c} is no longer in {table.qualified_name}: kept in {layout.database}.{layout.main} "
+                "(rows written since hold NULL or the type's default there), no longer filled"
+                for c in sorted(set(existing[layout.current]) - wanted)
+            ]
+        if changes or not view_exists:
             client.execute(f"DROP TABLE IF EXISTS {layout.ident(layout.current)}")
             client.execute(f"CREATE VIEW {layout.ident(layout.current)} AS {_view_sql(layout)}")
-            if changes:
-                changes.append(f"recreated view {layout.database}.{layout.current}")
+            verb = "recreated" if view_exists else "created"
+            changes.append(f"{verb} view {layout.database}.{layout.current}")
         if changes:
             # seq orders the changes (``at`` has whole seconds): the recording clock in ns, plus the index.
             start = time.time_ns()

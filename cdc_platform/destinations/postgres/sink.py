@@ -300,10 +300,24 @@ class PostgresDestination(MergingDestination):
                 sql.Identifier(naming.table_name(layout.main, "$keys")), layout.ident(layout.main), keys
             )
         )
-        if changes or not self._view_exists(conn, layout):
+        view_exists = self._view_exists(conn, layout)
+        if view_exists:
+            # A column dropped in Cassandra stays in the tables with the values it had; the
+            # view, which shows what Cassandra returns, loses it. Recorded once: when the
+            # view still shows it.
+            shown = set(self._existing_columns(conn, layout.schema, layout.current))
+            wanted = {naming.value_column(c.name) for c in layout.key_columns + t.regular + t.static}
+            changes += [
+                f"column {c} is no longer in {t.qualified_name}: kept in {layout.schema}.{layout.main} "
+                "with the values it had, no longer filled"
+                for c in sorted(shown - wanted)
+            ]
+        if changes or not view_exists:
             self._create_view(conn, layout)
-            if changes:
+            if view_exists:
                 changes.append(f"recreated view {layout.schema}.{layout.current}")
+            else:
+                changes.append(f"created view {layout.schema}.{layout.current}")
         self._record_schema_changes(conn, t, changes)
         return changes
 
