@@ -16,7 +16,7 @@
 | time | bigint | nanoseconds since midnight (PostgreSQL's time has microseconds) |
 | duration | jsonb | ``{"months", "days", "nanoseconds"}`` |
 | inet | inet | |
-| list, set, vector of a scalar | ``T[]`` | sets in Cassandra's order |
+| list, set, vector of a scalar | ``T[]`` | sets in Cassandra's order; of a scalar mapped to jsonb (duration): jsonb |
 | map, tuple, UDT, nested collections | jsonb | rendered as Cassandra's ``toJson()`` |
 
 A value that cannot be held by its typed column is stored NULL there; the exact value is

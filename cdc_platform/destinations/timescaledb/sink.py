@@ -34,7 +34,8 @@ Per Cassandra table ``ks.t``, in schema ``ks`` (with the destination's schema pr
                                 are rendered as Cassandra's ``toJson()``; one that jsonb cannot
                                 hold (U+0000, a decimal or varint beyond PostgreSQL numeric's
                                 range) is ``null``, its serialized bytes in ``"value_raw"`` /
-                                ``"path_raw"`` (``"0x…"``)
+                                ``"path_raw"`` (``"0x…"``); a value whose bytes do not decode
+                                as its type has ``"invalid"``, the reason
   ``_cdc_liveness_*``           primary-key liveness of an ``INSERT``: timestamp, ttl, expiry
   ``_cdc_deletion_ts``,         the row, partition or range deletion: timestamp (µs) and local
   ``_cdc_deletion_time``        deletion time (s)
