@@ -113,7 +113,7 @@ def test_sensors_create_the_pools_before_runs_race_for_them(postgres_instance: D
     assert set(pools) <= storage.get_concurrency_keys()
     slots = {pool: storage.get_concurrency_info(pool).slot_count for pool in pools}
     assert slots == {
-        "cdc_postgres_pooltest": template()["concurrency"]["pools"]["default_limit"],  # dagster.yaml's: 1
+        "cdc_postgres_pooltest": template()["concurrency"]["pools"]["default_limit"],  # dagster.yaml's: 2
         "cdc_clickhouse_pooltest": 1,  # one writer per ClickHouse table, whatever the default
         "cdc_custom_pooltest": 3,
     }
