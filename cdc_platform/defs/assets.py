@@ -14,6 +14,7 @@ and adds what is new.
 # No `from __future__ import annotations`: Dagster reads the Config annotations at runtime.
 import contextlib
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -55,6 +56,8 @@ from cdc_platform.defs.resources import CdcRawSource, destination_resource_key, 
 from cdc_platform.scheduling import advance
 from cdc_platform.stages import compare_destinations, decode_stage, load_stage, mask_stage, validate_stage
 from cdc_platform.staging import REFS, BatchRef, StagingArea, StagingError
+
+log = logging.getLogger(__name__)
 
 commitlog_segments = DynamicPartitionsDefinition(name=PARTITIONS_NAME)
 SENSOR_TAG = "dagster/sensor_name"
@@ -345,7 +348,7 @@ def _destination_asset(
     )
     def load(context: AssetExecutionContext, batch: BatchRef) -> Iterator[Any]:
         if pool_limit is not None:
-            check_pool(context.instance, pool, pool_limit, name)
+            check_pool(context.instance, pool, pool_limit, name, context.run_id)
         resource = getattr(context.resources, resource_key)
         with resource.open() as destination:
             results = load_stage(context.resources.staging.area(), schema, batch, destination, tables)
@@ -363,24 +366,43 @@ def _destination_asset(
     return load
 
 
-def check_pool(instance: DagsterInstance, pool: str, limit: int, destination: str) -> None:
-    """Refuses to load when the destination's pool allows more concurrent loads than it takes.
+def check_pool(instance: DagsterInstance, pool: str, limit: int, destination: str, run_id: str) -> None:
+    """Makes sure the destination's pool allows at most ``limit`` concurrent loads.
+
+    A pool at the instance's default limit (created by a run's step, before the sensors'
+    first tick could create it at ``limit``) is set to ``limit``; the load then goes on unless
+    another run holds a slot of it, in which case it fails and is retried. A limit an operator
+    set above ``limit`` is refused.
 
     Raises:
-        Failure: (not retried) the pool's limit is above ``limit``.
+        Failure: another run's load holds a slot (retried), or the pool was set above
+            ``limit`` (not retried).
     """
     storage = instance.event_log_storage
     if not storage.supports_global_concurrency_limits:
         return
-    slots = storage.get_concurrency_info(pool).slot_count
-    if slots > limit:
+    info = storage.get_concurrency_info(pool)
+    if info.slot_count <= limit:
+        return
+    why = "concurrent ClickHouse writers of a table would tie row versions and lose changes"
+    if not info.using_default_limit:
         raise Failure(
             description=(
-                f"pool {pool} allows {slots} concurrent loads into destination {destination}, which "
-                f"takes at most {limit} (concurrent ClickHouse writers of a table would tie row "
-                f"versions and lose changes): run `dagster instance concurrency set {pool} {limit}`"
+                f"pool {pool} allows {info.slot_count} concurrent loads into destination {destination}, "
+                f"which takes at most {limit} ({why}): run `dagster instance concurrency set {pool} {limit}`"
             ),
             allow_retries=False,
+        )
+    storage.set_concurrency_slots(pool, limit)
+    log.warning("pool %s had the default limit of %d; set to %d (%s)", pool, info.slot_count, limit, why)
+    others = {c.run_id for c in storage.get_concurrency_info(pool).claimed_slots} - {run_id}
+    if others:
+        raise Failure(
+            description=(
+                f"pool {pool} was created at the default limit and another run ({', '.join(sorted(others))}) "
+                f"is loading destination {destination}: retried once it is done"
+            ),
+            allow_retries=True,
         )
 
 

@@ -123,17 +123,34 @@ def test_sensors_create_the_pools_before_runs_race_for_them(postgres_instance: D
     assert storage.get_concurrency_info("cdc_clickhouse_pooltest").slot_count == 2
 
 
-def test_a_clickhouse_load_refuses_a_pool_that_allows_two_writers(postgres_instance: DagsterInstance) -> None:
+def test_a_clickhouse_load_takes_a_pool_of_one(postgres_instance: DagsterInstance) -> None:
+    """A pool at 1 is fine; one a run created at the default limit (2 here) is set to 1 and
+    the load goes on, unless another run holds a slot (then it fails, to be retried); a limit
+    an operator set above 1 is refused without retries."""
     from dagster import Failure
 
     from cdc_platform.defs.assets import check_pool
 
     storage = postgres_instance.event_log_storage
     storage.set_concurrency_slots("cdc_clickhouse_checktest", 1)
-    check_pool(postgres_instance, "cdc_clickhouse_checktest", 1, "clickhouse")
+    check_pool(postgres_instance, "cdc_clickhouse_checktest", 1, "clickhouse", "run-a")
+
+    storage.initialize_concurrency_limit_to_default("cdc_clickhouse_default")
+    assert storage.get_concurrency_info("cdc_clickhouse_default").slot_count == 2
+    check_pool(postgres_instance, "cdc_clickhouse_default", 1, "clickhouse", "run-a")
+    info = storage.get_concurrency_info("cdc_clickhouse_default")
+    assert (info.slot_count, info.using_default_limit) == (1, False)
+
+    storage.initialize_concurrency_limit_to_default("cdc_clickhouse_busy")
+    assert storage.claim_concurrency_slot("cdc_clickhouse_busy", "run-b", "load_clickhouse").is_claimed
+    with pytest.raises(Failure, match="another run \\(run-b\\)") as busy:
+        check_pool(postgres_instance, "cdc_clickhouse_busy", 1, "clickhouse", "run-a")
+    assert busy.value.allow_retries is True
+    assert storage.get_concurrency_info("cdc_clickhouse_busy").slot_count == 1
+
     storage.set_concurrency_slots("cdc_clickhouse_checktest", 2)
     with pytest.raises(
         Failure, match="dagster instance concurrency set cdc_clickhouse_checktest 1"
     ) as failure:
-        check_pool(postgres_instance, "cdc_clickhouse_checktest", 1, "clickhouse")
+        check_pool(postgres_instance, "cdc_clickhouse_checktest", 1, "clickhouse", "run-a")
     assert failure.value.allow_retries is False
