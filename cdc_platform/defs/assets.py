@@ -348,7 +348,7 @@ def _destination_asset(
     )
     def load(context: AssetExecutionContext, batch: BatchRef) -> Iterator[Any]:
         if pool_limit is not None:
-            check_pool(context.instance, pool, pool_limit, name, context.run_id)
+            check_pool(context.instance, pool, pool_limit, name, context.run.run_id)
         resource = getattr(context.resources, resource_key)
         with resource.open() as destination:
             results = load_stage(context.resources.staging.area(), schema, batch, destination, tables)
