@@ -13,7 +13,7 @@ path (:func:`plan_change_batch`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -132,6 +132,37 @@ def join(parts: Sequence[Part]) -> pa.Array:
         b"",
         null_handling="emit_null",
     )
+
+
+def decimal(values: pa.Array) -> pa.Array:
+    """Integers as decimal text (null stays null), as ``str(v)`` gives."""
+    return pc.cast(values, pa.string()).cast(pa.binary())
+
+
+def either(mask: pa.Array, yes: bytes, no: bytes) -> Part:
+    """``yes`` where ``mask`` is true, else ``no`` (a constant when the mask is)."""
+    if not pc.any(mask).as_py():
+        return no
+    if pc.all(mask).as_py():
+        return yes
+    return pc.if_else(mask, pa.scalar(yes, pa.binary()), pa.scalar(no, pa.binary()))
+
+
+def maybe(values: pa.Array, encode: Callable[[pa.Array], pa.Array] | None, null: bytes) -> Part:
+    """``encode(values)`` (or the values) with ``null`` for nulls; the constant when all are null."""
+    if values.null_count == len(values):
+        return null
+    out = encode(values) if encode is not None else values
+    return pc.fill_null(out, null) if out.null_count else out
+
+
+def only(present: pa.Array, *parts: Part) -> list[Part]:
+    """Parts of a concatenation that are empty where ``present`` is false: the parts themselves
+    when it is true everywhere (the caller concatenates them with the rest, copying once),
+    else their concatenation, emptied where absent."""
+    if pc.all(present).as_py():
+        return list(parts)
+    return [pc.if_else(present, join(parts), pa.scalar(b"", pa.binary()))]
 
 
 def versions(timestamps: pa.Array, values: pa.Array) -> pa.Array:

@@ -14,7 +14,7 @@ of a batch) use it; tests compare every id with ``change_id``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
@@ -26,7 +26,17 @@ from cdc_platform.changes.arrow import ChangeBatch, field_name
 from cdc_platform.changes.identity import change_id
 from cdc_platform.changes.merge import Key, partition_bytes
 from cdc_platform.changes.records import ChangeKind
-from cdc_platform.destinations.columnar import Part, column_of, join, serialized, sized
+from cdc_platform.destinations.columnar import (
+    Part,
+    column_of,
+    decimal,
+    either,
+    join,
+    maybe,
+    only,
+    serialized,
+    sized,
+)
 from cdc_platform.destinations.state import decode_key, encode_key
 
 if TYPE_CHECKING:
@@ -222,41 +232,6 @@ def batch_partitions(table: Table, batch: ChangeBatch) -> list[Key]:
     _, pks = batch_identity(table, batch)
     # Partition key components are never null: each decodes to bytes.
     return [cast("Key", decode_key(pk, len(table.partition_key))) for pk in sorted(pks)]
-
-
-# --------------------------------------------------------------------------------------------
-# Building blocks of row-wise concatenations (:func:`..columnar.join`)
-
-
-def decimal(values: pa.Array) -> pa.Array:
-    """Integers as decimal text (null stays null), as ``str(v)`` gives."""
-    return pc.cast(values, pa.string()).cast(pa.binary())
-
-
-def either(mask: pa.Array, yes: bytes, no: bytes) -> Part:
-    """``yes`` where ``mask`` is true, else ``no`` (a constant when the mask is)."""
-    if not pc.any(mask).as_py():
-        return no
-    if pc.all(mask).as_py():
-        return yes
-    return pc.if_else(mask, pa.scalar(yes, pa.binary()), pa.scalar(no, pa.binary()))
-
-
-def maybe(values: pa.Array, encode: Callable[[pa.Array], pa.Array] | None, null: bytes) -> Part:
-    """``encode(values)`` (or the values) with ``null`` for nulls; the constant when all are null."""
-    if values.null_count == len(values):
-        return null
-    out = encode(values) if encode is not None else values
-    return pc.fill_null(out, null) if out.null_count else out
-
-
-def only(present: pa.Array, *parts: Part) -> list[Part]:
-    """Parts of a concatenation that are empty where ``present`` is false: the parts themselves
-    when it is true everywhere (the caller concatenates them with the rest, copying once),
-    else their concatenation, emptied where absent."""
-    if pc.all(present).as_py():
-        return list(parts)
-    return [pc.if_else(present, join(parts), pa.scalar(b"", pa.binary()))]
 
 
 def _ids(content: pa.Array) -> list[bytes]:

@@ -23,8 +23,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cdc_platform.changes.arrow import column_values, field_name
-from cdc_platform.destinations.columnar import Part, fixed_width, join, null_unless
-from cdc_platform.destinations.identity import PlainRows, decimal, either, only, plain_rows
+from cdc_platform.destinations.columnar import (
+    Part,
+    decimal,
+    either,
+    fixed_width,
+    join,
+    maybe,
+    null_unless,
+    only,
+)
+from cdc_platform.destinations.identity import PlainRows, plain_rows
 from cdc_platform.destinations.postgres.copy import PG_EPOCH_DAYS
 from cdc_platform.schema.render import quote_json_string
 from cdc_platform.schema.types import CqlType, NativeType
@@ -263,7 +272,4 @@ def pg_times(micros: np.ndarray) -> pa.Array:
 
 def _optional(prefix: bytes, text: pa.Array) -> Part:
     """``prefix`` and the text where the text is not null, nothing where it is."""
-    if text.null_count == len(text):
-        return b""
-    out = join([prefix, text])
-    return pc.fill_null(out, b"") if out.null_count else out
+    return maybe(text, lambda t: join([prefix, t]), b"")
