@@ -355,7 +355,7 @@ def plan_change_batch(table: Table, batch: ChangeBatch, store: StateStore) -> Wr
 
     Candidates whose key is stored (or lies in a partition with a stored record) join the
     other changes on the general path, unless the stored row is exactly what they would write
-    (:meth:`StateStore.unchanged`); the plan's :attr:`WritePlan.columns` holds the rest.
+    (:meth:`StateStore.stored_fresh`); the plan's :attr:`WritePlan.columns` holds the rest.
     """
     from cdc_platform.destinations.state import plan_batch
 
@@ -378,18 +378,6 @@ def plan_change_batch(table: Table, batch: ChangeBatch, store: StateStore) -> Wr
     plan = plan_batch(table, others, store)
     plan.columns = fresh if fresh is not None and len(fresh) else None
     return plan
-
-
-def stored_and_unchanged(
-    store: StateStore, table: Table, fresh: FreshColumns
-) -> tuple[set[bytes], set[bytes]]:
-    """:meth:`StateStore.stored_fresh` in two rounds: :meth:`~StateStore.stored_keys`, then
-    :meth:`~StateStore.unchanged` for the stored ones."""
-    stored = store.stored_keys(table, fresh.keys.to_pylist(), fresh.pks.to_pylist())
-    if not stored:
-        return set(), set()
-    hit = pc.is_in(fresh.keys, value_set=pa.array(list(stored), pa.binary()))
-    return stored, store.unchanged(table, fresh.filter(hit))
 
 
 def unchanged_keys(table: Table, fresh: FreshColumns, stored: Sequence[pa.Array]) -> set[bytes]:

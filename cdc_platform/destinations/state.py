@@ -421,15 +421,10 @@ class StateStore(Protocol):
         """
         ...
 
-    def unchanged(self, table: Table, fresh: FreshColumns) -> set[bytes]:
-        """Keys of these fresh rows (all stored) whose stored row is exactly what they would
-        write (:func:`~cdc_platform.destinations.columnar.unchanged_keys`)."""
-        ...
-
     def stored_fresh(self, table: Table, fresh: FreshColumns) -> tuple[set[bytes], set[bytes]]:
-        """Of these fresh-row candidates: the keys :meth:`stored_keys` names, and those of them
-        :meth:`unchanged` names (:func:`~cdc_platform.destinations.columnar.stored_and_unchanged`
-        asks the two in turn; a store may answer both at once)."""
+        """Of these fresh-row candidates: the keys :meth:`stored_keys` would name, and those of
+        them whose stored row is exactly what they would write
+        (:func:`~cdc_platform.destinations.columnar.unchanged_keys`)."""
         ...
 
 

@@ -835,9 +835,6 @@ class _Store:
         }
         return {k for k, p in zip(keys, pks, strict=True) if p in recorded} if recorded else set()
 
-    def unchanged(self, table: Table, fresh: FreshColumns) -> set[bytes]:
-        return self.stored_fresh(table, fresh)[1] if len(fresh) else set()
-
     def stored_fresh(self, table: Table, fresh: FreshColumns) -> tuple[set[bytes], set[bytes]]:
         """One read of the candidates' latest stored versions answers both: the keys read (and
         those in partitions with a record) are stored; those whose state columns equal the

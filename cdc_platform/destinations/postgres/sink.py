@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
 from psycopg import sql
 
 from cdc_platform.changes.merge import Key, RowState, VisiblePartition
@@ -47,7 +49,7 @@ from cdc_platform.destinations.base import (
     RetryPolicy,
     check_supported,
 )
-from cdc_platform.destinations.columnar import FreshColumns, stored_and_unchanged
+from cdc_platform.destinations.columnar import FreshColumns
 from cdc_platform.destinations.postgres.copy import ColumnCopy
 from cdc_platform.destinations.postgres.typemap import copy_type, pg_column, pg_type, pg_value
 from cdc_platform.destinations.state import (
@@ -630,7 +632,8 @@ class _Store:
         return decode_row_id(raw_key, self.n_pk, self.n_ck)
 
     def unchanged(self, table: Table, fresh: FreshColumns) -> set[bytes]:
-        """Compared in the database (the rows would be written exactly as stored: see
+        """Keys of these fresh rows (all stored) whose stored row is exactly what they would
+        write. Compared in the database (the rows would be written exactly as stored: see
         :func:`~cdc_platform.destinations.columnar.unchanged_keys`): the batch's state columns
         are staged and only the keys of rows that differ come back, few for a rerun."""
         if not len(fresh):
@@ -649,7 +652,13 @@ class _Store:
         with whether a row or a partition record is stored for it. After a load (its
         containment check) and for a rerun or a replica's copy, nothing comes back."""
         if self.rows_checked_on_write:
-            return stored_and_unchanged(self, table, fresh)
+            # The load's first plan leaves stored rows to the primary key: only keys in
+            # partitions with a record are named, and which of those are stored as written.
+            stored = self.stored_keys(table, fresh.keys.to_pylist(), fresh.pks.to_pylist())
+            if not stored:
+                return set(), set()
+            hit = pc.is_in(fresh.keys, value_set=pa.array(list(stored), pa.binary()))
+            return stored, self.unchanged(table, fresh.filter(hit))
         if not len(fresh):
             return set(), set()
         lay = self.layout
