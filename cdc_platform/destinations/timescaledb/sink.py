@@ -100,7 +100,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import numpy as np
 import psycopg
 import pyarrow as pa
 from psycopg import sql
@@ -1201,9 +1200,7 @@ class TimescaleDestination(PostgresDestination):
             "SELECT pg_advisory_xact_lock(%s)", (_lock_id(f"history:{layout.schema}.{layout.name}"),)
         )
         plain = plain if plain is not None and len(plain) else None
-        stored = self._stored_ids(
-            conn, layout, rows, plain.ids if plain else (), write_times(plain) if plain else None
-        )
+        stored = self._stored_ids(conn, layout, rows, plain)
         new_rows = [r for r in rows if r.change_id.bytes not in stored]
         dumped: HistoryColumns | None = None
         if plain is not None:
@@ -1272,14 +1269,10 @@ class TimescaleDestination(PostgresDestination):
 
     @staticmethod
     def _stored_ids(
-        conn: psycopg.Connection[Any],
-        layout: HistoryLayout,
-        rows: list[_Row],
-        ids: Sequence[bytes] = (),
-        micros: np.ndarray | None = None,
+        conn: psycopg.Connection[Any], layout: HistoryLayout, rows: list[_Row], plain: PlainRows | None = None
     ) -> set[bytes]:
         """The change ids (16 bytes each) the history holds among these rows: ``rows`` as
-        objects, and ``ids`` with their write times ``micros`` (µs, clamped as ``_cdc_time``)."""
+        objects, ``plain`` column-wise (by their ids and write times)."""
         conn.execute(
             "CREATE TEMP TABLE IF NOT EXISTS _cdc_hids (id uuid, t timestamptz) ON COMMIT DELETE ROWS"
         )
@@ -1290,12 +1283,10 @@ class TimescaleDestination(PostgresDestination):
                 cp.set_types(["uuid", "timestamptz"])
                 for r in rows:
                     cp.write_row((r.change_id, r.time))
-        if len(ids):
-            assert micros is not None
+        if plain is not None and len(plain):
+            ids = fixed_width(b"".join(plain.ids), 16, len(plain))
             with conn.cursor().copy(copy) as cp:
-                for chunk in ColumnCopy(conn).stream(
-                    [fixed_width(b"".join(ids), 16, len(ids)), pg_times(micros)]
-                ):
+                for chunk in ColumnCopy(conn).stream([ids, pg_times(write_times(plain))]):
                     cp.write(chunk)
         # With statistics the planner probes the unique index per staged id instead of
         # scanning the history.
@@ -1335,39 +1326,30 @@ class TimescaleDestination(PostgresDestination):
             # Plain row changes by their ids and write times, computed column-wise as a load
             # computes them (no documents needed); the others as history rows.
             plain, others = self._split_batch(table, changes)
-            ids = plain.ids if plain is not None else []
-            micros = write_times(plain) if plain is not None else None
-            missing = self._missing_history(table, others, ids, micros)
+            missing = self._missing_history(table, others, plain)
         if self.with_current_state:
             self._state(table)
             missing += super().pending_batch(table, changes)
         return missing
 
     def _missing_history(
-        self,
-        table: Table,
-        changes: Sequence[RowChange],
-        ids: Sequence[bytes] = (),
-        micros: np.ndarray | None = None,
+        self, table: Table, changes: Sequence[RowChange], plain: PlainRows | None = None
     ) -> int:
         """How many distinct changes the history lacks (0 without a history), of ``changes``
-        (objects: their history rows built as a load builds them) and of ``ids`` (plain row
-        changes with write times ``micros``); all looked up by (time, id) as a load does. A
-        change no load can store counts as missing.
+        (objects: their history rows built as a load builds them) and of ``plain`` (plain row
+        changes with a write time); all looked up by (time, id) as a load does. A change no
+        load can store counts as missing.
         """
         if not self.with_history:
             return 0
         layout, _ = self._history(table)
         unstorable: set[bytes] = set()
         rows = self._rows_of(table, changes, "", unstorable)
-        wanted = {cid.bytes for cid in rows} | set(ids) | unstorable
+        wanted = {cid.bytes for cid in rows} | set(plain.ids if plain is not None else ()) | unstorable
         if not wanted:
             return 0
         stored, _ = self._run(
-            "check",
-            table,
-            None,
-            lambda conn: self._stored_ids(conn, layout, list(rows.values()), ids, micros),
+            "check", table, None, lambda conn: self._stored_ids(conn, layout, list(rows.values()), plain)
         )
         return len(wanted - stored)
 
